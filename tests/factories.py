@@ -1,0 +1,41 @@
+"""A small cast of users and real audio made on the spot."""
+
+import subprocess
+
+import av
+from pathlib import Path
+
+from django.contrib.auth import get_user_model
+
+PASSWORD = "correct-horse-battery-staple"
+
+
+def make_user(username: str):
+    return get_user_model().objects.create_user(username=username, password=PASSWORD)
+
+
+def speech_wav(text: str, path: Path, voice: str = "en", speed: int = 130) -> Path:
+    """Speak text to a WAV file with espeak-ng (22.05 kHz mono)."""
+    subprocess.run(
+        ["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(path), text], check=True, capture_output=True
+    )
+    return path
+
+
+CODECS = {".flac": "flac", ".mp3": "libmp3lame", ".m4a": "aac"}
+
+
+def convert(source: Path, target: Path) -> Path:
+    """Re-encode audio with PyAV; the codec follows the target's suffix."""
+    with av.open(str(source)) as inp, av.open(str(target), "w") as out:
+        in_stream = inp.streams.audio[0]
+        out_stream = out.add_stream(CODECS[target.suffix], rate=in_stream.rate)
+        for frame in inp.decode(in_stream):
+            frame.pts = None
+            out.mux(out_stream.encode(frame))
+        out.mux(out_stream.encode())
+    return target
+
+
+def words(text: str) -> set[str]:
+    return {w.strip(".,!?;:").lower() for w in text.split() if w.strip(".,!?;:")}

@@ -1,0 +1,94 @@
+"""Start the real Redis and Neo4j the suite runs against (test ports, test data dirs).
+
+A service already listening on its test port is reused (handy while developing: keep them up
+between runs); otherwise it is started here and stopped when the suite ends.
+"""
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+ROOT = Path(__file__).resolve().parent.parent
+NEO4J_CLASSPATH = (
+    f"{ROOT}/graph/neo4j/target/classes:{ROOT}/graph/neo4j/target/lib/*"
+)
+
+
+def is_listening(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def wait_until_listening(
+    host: str, port: int, process: subprocess.Popen, timeout: float, log: Path, ready_line: str = ""
+):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if is_listening(host, port) and (not ready_line or ready_line in log.read_text()):
+            return
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args[0]} exited early; see {log}:\n{log.read_text()[-3000:]}")
+        time.sleep(0.2)
+    process.kill()
+    raise RuntimeError(f"{process.args[0]} did not listen on {host}:{port} within {timeout}s; see {log}")
+
+
+def start_redis(url: str, data_dir: Path) -> subprocess.Popen | None:
+    parsed = urlparse(url)
+    host, port = parsed.hostname, parsed.port or 6379
+    if is_listening(host, port):
+        return None
+    if not shutil.which("redis-server"):
+        raise RuntimeError("redis-server is not installed: run `make install`")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log = data_dir / "redis.log"
+    process = subprocess.Popen(
+        ["redis-server", "--bind", host, "--port", str(port), "--dir", str(data_dir),
+         "--save", "", "--appendonly", "no"],
+        stdout=log.open("w"), stderr=subprocess.STDOUT,
+    )
+    wait_until_listening(host, port, process, 20, log)
+    return process
+
+
+def start_neo4j(url: str, data_dir: Path) -> subprocess.Popen | None:
+    parsed = urlparse(url)
+    host, port = parsed.hostname, parsed.port or 7687
+    if is_listening(host, port):
+        return None
+    if not (ROOT / "graph/neo4j/target/lib").is_dir():
+        raise RuntimeError("the Neo4j launcher is not built: run `make install`")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log = data_dir.parent / "neo4j-test.log"
+    process = subprocess.Popen(
+        ["java", "-Xms256m", "-Xmx1g", "-cp", NEO4J_CLASSPATH, "assistant.neo4j.Launcher",
+         str(data_dir), host, str(port)],
+        stdout=log.open("w"), stderr=subprocess.STDOUT,
+    )
+    wait_until_listening(host, port, process, 120, log, ready_line="READY")
+    return process
+
+
+def stop(process: subprocess.Popen | None) -> None:
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def test_process_env(database_path: str) -> dict:
+    """Environment for app processes (worker, Daphne) started by the tests: same settings, same test DB."""
+    env = dict(os.environ)
+    env["DJANGO_SETTINGS_MODULE"] = "assistant_site.settings_test"
+    env["DATABASE_URL"] = f"sqlite:///{database_path}"
+    env["PYTHONUNBUFFERED"] = "1"
+    return env

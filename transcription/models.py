@@ -1,0 +1,101 @@
+import uuid
+from pathlib import Path
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+class RecordingQuerySet(models.QuerySet):
+    def owned_by(self, user):
+        return self.filter(owner=user)
+
+    def newest_first(self):
+        return self.order_by("-created_at", "-id")
+
+
+def recording_upload_path(recording: "Recording", filename: str) -> str:
+    # The stored name is ours (no user-controlled path parts); the original name is kept apart.
+    suffix = Path(filename).suffix.lower()[:10]
+    return f"recordings/{recording.owner_id}/{timezone.now():%Y/%m}/{recording.uuid}{suffix}"
+
+
+class Recording(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        PROCESSING = "processing", "Transcribing"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="recordings"
+    )
+    title = models.CharField(max_length=255)
+    audio = models.FileField(upload_to=recording_upload_path, max_length=255)
+    size_bytes = models.BigIntegerField(default=0)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    # 0..1, the share of the audio transcribed so far.
+    progress = models.FloatField(default=0.0)
+    error = models.TextField(blank=True)
+    duration = models.FloatField(null=True, blank=True, help_text="Decoded audio length, seconds")
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    graph_synced_at = models.DateTimeField(null=True, blank=True)
+
+    objects = RecordingQuerySet.as_manager()
+
+    class Meta:
+        indexes = [models.Index(fields=["owner", "-created_at"])]
+
+    def __str__(self):
+        return self.title
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in (self.Status.DONE, self.Status.FAILED)
+
+    def progress_payload(self) -> dict:
+        """What the page needs to show this job's state; also the WebSocket message body."""
+        return {
+            "type": "progress",
+            "status": self.status,
+            "status_label": self.get_status_display(),
+            "progress": round(self.progress, 4),
+            "duration": self.duration,
+            "error": self.error,
+        }
+
+
+class Transcript(models.Model):
+    recording = models.OneToOneField(Recording, on_delete=models.CASCADE, related_name="transcript")
+    text = models.TextField()
+    language = models.CharField(max_length=16, blank=True)
+    language_probability = models.FloatField(null=True, blank=True)
+    model_name = models.CharField(max_length=255)
+    compute_type = models.CharField(max_length=32)
+    processing_seconds = models.FloatField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self):
+        return f"Transcript of {self.recording}"
+
+
+class Segment(models.Model):
+    transcript = models.ForeignKey(Transcript, on_delete=models.CASCADE, related_name="segments")
+    index = models.PositiveIntegerField()
+    start = models.FloatField()
+    end = models.FloatField()
+    text = models.TextField()
+    avg_logprob = models.FloatField(null=True, blank=True)
+    no_speech_prob = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["index"]
+        constraints = [
+            models.UniqueConstraint(fields=["transcript", "index"], name="segment_order_unique")
+        ]
+
+    def __str__(self):
+        return f"[{self.start:.2f}-{self.end:.2f}] {self.text}"

@@ -1,0 +1,40 @@
+"""Job progress pushed to the recording page through the channel layer (Redis)."""
+
+import time
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.conf import settings
+
+
+def recording_group(recording_id: int) -> str:
+    return f"recording-{recording_id}"
+
+
+def publish(recording) -> None:
+    """Send the recording's current state to every page watching it."""
+    async_to_sync(get_channel_layer().group_send)(
+        recording_group(recording.id),
+        {"type": "recording.progress", "data": recording.progress_payload()},
+    )
+
+
+class ProgressReporter:
+    """Stores and publishes progress, at most once per PROGRESS_INTERVAL_SECONDS.
+
+    Decoding yields a segment every few hundred milliseconds; writing and pushing each one would
+    cost more than it tells the user.
+    """
+
+    def __init__(self, recording):
+        self.recording = recording
+        self._last_sent = 0.0
+
+    def __call__(self, fraction: float) -> None:
+        now = time.monotonic()
+        if now - self._last_sent < settings.PROGRESS_INTERVAL_SECONDS:
+            return
+        self._last_sent = now
+        self.recording.progress = fraction
+        type(self.recording).objects.filter(pk=self.recording.pk).update(progress=fraction)
+        publish(self.recording)

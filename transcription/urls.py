@@ -1,0 +1,10 @@
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("", views.recording_list, name="recording-list"),
+    path("upload", views.upload, name="recording-upload"),
+    path("<int:pk>/", views.recording_detail, name="recording-detail"),
+    path("<int:pk>/transcript", views.transcript_fragment, name="recording-transcript"),
+]

@@ -1,0 +1,62 @@
+from django.conf import settings
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from .forms import UploadForm, too_large_message
+from .models import Recording
+from .uploads import accept_upload
+
+
+def _owned_recording(request, pk: int) -> Recording:
+    # Another user's recording is indistinguishable from a missing one.
+    return get_object_or_404(Recording.objects.owned_by(request.user), pk=pk)
+
+
+def _list_context(request, form: UploadForm) -> dict:
+    recordings = Recording.objects.owned_by(request.user).newest_first()
+    page = Paginator(recordings, settings.RECORDINGS_PAGE_SIZE).get_page(request.GET.get("page"))
+    return {"page": page, "form": form}
+
+
+@login_required
+@require_GET
+def recording_list(request):
+    return render(request, "transcription/recording_list.html", _list_context(request, UploadForm()))
+
+
+@login_required
+@require_POST
+def upload(request):
+    # Refuse an oversized body from its declared length, before Django parses the file.
+    declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    if declared > settings.MAX_UPLOAD_BYTES + 64 * 1024:
+        form = UploadForm()
+        form.add_error(None, too_large_message(declared))
+        return render(
+            request, "transcription/recording_list.html", _list_context(request, form), status=413
+        )
+    form = UploadForm(request.POST, request.FILES)
+    if not form.is_valid():
+        status = 413 if form.has_error("audio", code="too_large") else 400
+        return render(
+            request, "transcription/recording_list.html", _list_context(request, form), status=status
+        )
+    recording = accept_upload(request.user, form.cleaned_data["audio"], form.title_or_filename())
+    return redirect("recording-detail", pk=recording.pk)
+
+
+@login_required
+@require_GET
+def recording_detail(request, pk: int):
+    recording = _owned_recording(request, pk)
+    return render(request, "transcription/recording_detail.html", {"recording": recording})
+
+
+@login_required
+@require_GET
+def transcript_fragment(request, pk: int):
+    """The transcript as an HTML fragment, fetched by the page when the job finishes."""
+    recording = _owned_recording(request, pk)
+    return render(request, "transcription/_transcript.html", {"recording": recording})
