@@ -35,6 +35,13 @@ def real_services(tmp_path_factory):
     services.stop(redis)
 
 
+@pytest.fixture(autouse=True)
+def empty_graph():
+    """Each test starts with an empty graph: database ids are reused after a rolled-back test."""
+    yield
+    neomodel.db.cypher_query("MATCH (n) DETACH DELETE n")
+
+
 @pytest.fixture
 def alice(db):
     return make_user("alice")

@@ -14,16 +14,17 @@ def _owned_recording(request, pk: int) -> Recording:
     return get_object_or_404(Recording.objects.owned_by(request.user), pk=pk)
 
 
-def _list_context(request, form: UploadForm) -> dict:
+def _render_list(request, form: UploadForm, *, upload_error: str = "", status: int = 200):
     recordings = Recording.objects.owned_by(request.user).newest_first()
     page = Paginator(recordings, settings.RECORDINGS_PAGE_SIZE).get_page(request.GET.get("page"))
-    return {"page": page, "form": form}
+    context = {"page": page, "form": form, "upload_error": upload_error}
+    return render(request, "transcription/recording_list.html", context, status=status)
 
 
 @login_required
 @require_GET
 def recording_list(request):
-    return render(request, "transcription/recording_list.html", _list_context(request, UploadForm()))
+    return _render_list(request, UploadForm())
 
 
 @login_required
@@ -32,17 +33,11 @@ def upload(request):
     # Refuse an oversized body from its declared length, before Django parses the file.
     declared = int(request.META.get("CONTENT_LENGTH") or 0)
     if declared > settings.MAX_UPLOAD_BYTES + 64 * 1024:
-        form = UploadForm()
-        form.add_error(None, too_large_message(declared))
-        return render(
-            request, "transcription/recording_list.html", _list_context(request, form), status=413
-        )
+        return _render_list(request, UploadForm(), upload_error=too_large_message(declared), status=413)
     form = UploadForm(request.POST, request.FILES)
     if not form.is_valid():
         status = 413 if form.has_error("audio", code="too_large") else 400
-        return render(
-            request, "transcription/recording_list.html", _list_context(request, form), status=status
-        )
+        return _render_list(request, form, status=status)
     recording = accept_upload(request.user, form.cleaned_data["audio"], form.title_or_filename())
     return redirect("recording-detail", pk=recording.pk)
 

@@ -1,3 +1,4 @@
+import io
 import time
 
 import neomodel
@@ -14,7 +15,7 @@ class Command(BaseCommand):
             "--wait", type=float, default=0, help="Seconds to wait for Neo4j to come up."
         )
 
-    def handle(self, *args, wait, **options):
+    def handle(self, *args, wait, verbosity, **options):
         import graph.models  # noqa: F401 - registers the node classes with neomodel
 
         deadline = time.monotonic() + wait
@@ -26,5 +27,6 @@ class Command(BaseCommand):
                 if time.monotonic() >= deadline:
                     raise CommandError(f"Neo4j is not reachable: {exc}") from exc
                 time.sleep(1)
-        neomodel.db.install_all_labels(stdout=self.stdout)
+        # neomodel reports each constraint, including the ones already there: detail for -v 2.
+        neomodel.db.install_all_labels(stdout=self.stdout if verbosity > 1 else io.StringIO())
         self.stdout.write(self.style.SUCCESS("graph schema installed"))

@@ -1,0 +1,47 @@
+# Whisper Assistant: `make run` starts the app with all its parts; `make test` runs the tests.
+# Both install what they need first (Debian packages, a Python venv, the Neo4j launcher).
+SHELL := /bin/bash
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+PYTHON ?= python3
+VENV := .venv
+VENV_STAMP := $(VENV)/.installed-$(shell sha1sum requirements.txt | cut -c1-12)
+NEO4J_LAUNCHER := graph/neo4j/target/lib/.built
+APT_PACKAGES := redis-server espeak-ng chromium chromium-driver openjdk-17-jdk-headless maven python3-venv
+# A command of each package above: if any is missing, install them all.
+APT_COMMANDS := redis-server espeak-ng chromium chromedriver java mvn
+
+.PHONY: run test install system-packages clean-var
+
+run: install
+	$(VENV)/bin/python manage.py migrate --noinput
+	$(VENV)/bin/python manage.py collectstatic --noinput --verbosity 0
+	@echo "Starting Redis, Neo4j, the Celery worker and Daphne: http://127.0.0.1:$${APP_PORT:-8000}"
+	$(VENV)/bin/honcho start
+
+test: install
+	$(VENV)/bin/pytest
+
+install: system-packages $(VENV_STAMP) $(NEO4J_LAUNCHER)
+
+system-packages:
+	@for cmd in $(APT_COMMANDS); do command -v $$cmd >/dev/null || missing=1; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing Debian packages: $(APT_PACKAGES)"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(APT_PACKAGES); \
+	fi
+
+$(VENV_STAMP): requirements.txt
+	rm -f $(VENV)/.installed-*
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -r requirements.txt
+	touch $@
+
+$(NEO4J_LAUNCHER): graph/neo4j/pom.xml $(wildcard graph/neo4j/src/main/java/assistant/neo4j/*.java)
+	cd graph/neo4j && mvn --quiet --batch-mode package
+	touch $@
+
+# Removes every local data dir (database, uploads, Redis and Neo4j data).
+clean-var:
+	rm -rf var

@@ -1,0 +1,65 @@
+"""A person in headless Chromium: log in, upload a clip, watch the transcript appear."""
+
+import shutil
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as EC
+from selenium.webdriver.support.ui import WebDriverWait
+
+from tests.factories import PASSWORD
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+CHROMIUM_FLAGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture
+def browser(tmp_path):
+    chromium = shutil.which("chromium")
+    driver_path = shutil.which("chromedriver")
+    assert chromium and driver_path, "Debian's chromium and chromium-driver are needed: make install"
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in CHROMIUM_FLAGS + [f"--user-data-dir={tmp_path / 'profile'}"]:
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
+    driver.set_page_load_timeout(60)
+    yield driver
+    driver.quit()
+
+
+def test_log_in_upload_and_see_the_transcript(daphne_server, browser, alice, speech):
+    path, _ = speech
+    browser.get(f"{daphne_server}/recordings/")
+    # Not logged in: sent to the login page.
+    assert "/accounts/login/" in browser.current_url
+    browser.find_element(By.NAME, "username").send_keys("alice")
+    browser.find_element(By.NAME, "password").send_keys(PASSWORD)
+    browser.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+
+    WebDriverWait(browser, 20).until(EC.presence_of_element_located((By.ID, "upload-form")))
+    browser.find_element(By.ID, "id_audio").send_keys(str(path))
+    browser.find_element(By.ID, "id_title").send_keys("Browser clip")
+    browser.find_element(By.CSS_SELECTOR, "#upload-form button[type=submit]").click()
+
+    # The recording page: the transcript arrives over the WebSocket, without a reload.
+    WebDriverWait(browser, 20).until(EC.presence_of_element_located((By.ID, "recording")))
+    browser.execute_script("document.body.dataset.sameDocument = 'yes'")
+    WebDriverWait(browser, 120).until(
+        EC.text_to_be_present_in_element((By.ID, "transcript"), "fox")
+    )
+    assert browser.find_element(By.ID, "status").text == "Done"
+    assert browser.execute_script("return document.body.dataset.sameDocument") == "yes"
+    assert browser.find_elements(By.CSS_SELECTOR, "#transcript .segments li .time")

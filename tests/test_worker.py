@@ -1,0 +1,81 @@
+"""The whole job path on a real Celery worker process: upload → queue → transcribe → DB + Neo4j + socket."""
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from channels.db import database_sync_to_async
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
+from django.urls import reverse
+
+from graph import models as g
+from tests.test_progress_socket import communicator, session_cookie
+from transcription.models import Recording
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def upload(client, name, content):
+    return client.post(reverse("recording-upload"), {"audio": SimpleUploadedFile(name, content)})
+
+
+async def wait_until_finished(ws, timeout=120):
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        message = await ws.receive_json_from(timeout=max(0.1, deadline - loop.time()))
+        if message["status"] in ("done", "failed"):
+            return message
+
+
+async def test_an_upload_is_transcribed_by_the_worker(celery_worker_process, alice, speech):
+    path, _ = speech
+    client = Client()
+    await database_sync_to_async(client.force_login)(alice)
+    response = await database_sync_to_async(upload)(client, "fox.m4a", Path(path).read_bytes())
+    recording = await Recording.objects.aget(owner=alice)
+    assert response.status_code == 302
+
+    ws = communicator(recording.id, await database_sync_to_async(session_cookie)(alice))
+    assert (await ws.connect())[0]
+    final = await wait_until_finished(ws)
+    await ws.disconnect()
+    assert final["status"] == "done", final
+
+    recording = await Recording.objects.select_related("transcript").aget(pk=recording.pk)
+    assert "fox" in recording.transcript.text.lower()
+    assert await recording.transcript.segments.acount() >= 1
+
+    # The same task then writes the recording and its owner to Neo4j.
+    for _ in range(100):
+        if recording.graph_synced_at:
+            break
+        await asyncio.sleep(0.1)
+        await recording.arefresh_from_db(fields=["graph_synced_at"])
+    node = await database_sync_to_async(g.Recording.nodes.get)(uid=str(recording.id))
+    owners = await database_sync_to_async(
+        lambda: g.User.nodes.filter(uid=str(alice.id)).all()
+    )()
+    assert node.title == "fox" and owners
+
+
+async def test_a_bad_file_does_not_stop_the_worker(celery_worker_process, alice, speech):
+    process, _ = celery_worker_process
+    path, _ = speech
+    client = Client()
+    await database_sync_to_async(client.force_login)(alice)
+    await database_sync_to_async(upload)(client, "junk.wav", b"RIFF" + b"\x00" * 5000)
+    await database_sync_to_async(upload)(client, "good.wav", Path(path).read_bytes())
+    cookie = await database_sync_to_async(session_cookie)(alice)
+
+    results = {}
+    async for recording in Recording.objects.filter(owner=alice):
+        ws = communicator(recording.id, cookie)
+        assert (await ws.connect())[0]
+        results[recording.title] = await wait_until_finished(ws)
+        await ws.disconnect()
+
+    assert results["junk"]["status"] == "failed" and results["junk"]["error"]
+    assert results["good"]["status"] == "done"
+    assert process.poll() is None
