@@ -1,17 +1,21 @@
 """The whole job path on a real Celery worker process: upload → queue → transcribe → DB + Neo4j + socket."""
 
 import asyncio
+import time
 from pathlib import Path
 
 import pytest
 from channels.db import database_sync_to_async
+from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
 
 from graph import models as g
+from graph.connection import configure
 from tests.test_progress_socket import communicator, session_cookie
 from transcription.models import Recording
+from transcription.tasks import transcribe_recording
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -79,3 +83,32 @@ async def test_a_bad_file_does_not_stop_the_worker(celery_worker_process, alice,
     assert results["junk"]["status"] == "failed" and results["junk"]["error"]
     assert results["good"]["status"] == "done"
     assert process.poll() is None
+
+
+def test_neo4j_down_keeps_the_transcript_and_fills_the_graph_in_later(
+    celery_worker_process, alice, speech, settings
+):
+    path, _ = speech
+    recording = Recording(owner=alice, title="outage", size_bytes=1)
+    recording.audio.save("outage.wav", ContentFile(Path(path).read_bytes()), save=True)
+
+    # This process sees Neo4j as down (nothing listens on port 1); the worker still reaches it.
+    real_url = settings.NEO4J_BOLT_URL
+    settings.NEO4J_BOLT_URL = "bolt://neo4j:neo4j@127.0.0.1:1"
+    configure()
+    try:
+        assert transcribe_recording(recording.id) is True
+    finally:
+        settings.NEO4J_BOLT_URL = real_url
+        configure()
+
+    recording.refresh_from_db()
+    assert recording.status == Recording.Status.DONE and "fox" in recording.transcript.text.lower()
+    # The retrying task, picked up by the worker, writes the graph once Neo4j answers.
+    for _ in range(300):
+        recording.refresh_from_db()
+        if recording.graph_synced_at:
+            break
+        time.sleep(0.1)
+    assert recording.graph_synced_at is not None
+    assert g.Recording.nodes.get(uid=str(recording.id)).title == "outage"
