@@ -4,7 +4,7 @@ SHELL := /bin/bash
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTHON ?= python3
 VENV := .venv
-VENV_STAMP := $(VENV)/.installed-$(shell sha1sum requirements.txt | cut -c1-12)
+VENV_STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements.lock | sha1sum | cut -c1-12)
 NEO4J_LAUNCHER := graph/neo4j/target/lib/.built
 APT_PACKAGES := redis-server espeak-ng chromium chromium-driver openjdk-17-jdk-headless maven python3-venv
 # A command of each package above: if any is missing, install them all.
@@ -31,11 +31,11 @@ system-packages:
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(APT_PACKAGES); \
 	fi
 
-$(VENV_STAMP): requirements.txt
+$(VENV_STAMP): requirements.txt requirements.lock
 	rm -f $(VENV)/.installed-*
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -r requirements.txt
+	$(VENV)/bin/pip install --quiet -r requirements.txt -c requirements.lock
 	touch $@
 
 $(NEO4J_LAUNCHER): graph/neo4j/pom.xml $(wildcard graph/neo4j/src/main/java/assistant/neo4j/*.java)

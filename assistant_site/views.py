@@ -1,5 +1,3 @@
-import logging
-
 from django.contrib.auth import login
 from django.contrib.auth.forms import UserCreationForm
 from django.http import JsonResponse
@@ -9,8 +7,6 @@ from django.views.decorators.http import require_GET
 from graph.connection import graph_is_reachable
 
 from .health import database_is_reachable, redis_is_reachable
-
-log = logging.getLogger(__name__)
 
 
 def signup(request):

@@ -1,6 +1,7 @@
 """Fixtures that start or reach the real parts: Redis, Neo4j, a Celery worker, Daphne, Chromium."""
 
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -18,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="session", autouse=True)
-def real_services(tmp_path_factory):
+def real_services():
     """Redis and Neo4j for the whole session, each emptied of earlier runs' data."""
     var = Path(settings.VAR_DIR)
     shutil.rmtree(settings.MEDIA_ROOT, ignore_errors=True)
@@ -91,8 +92,6 @@ def celery_worker_process(django_db_setup, django_db_blocker, tmp_path_factory):
 @pytest.fixture(scope="session")
 def daphne_server(django_db_setup, celery_worker_process, tmp_path_factory):
     """The app served by Daphne (HTTP + WebSocket) on a free loopback port, with the worker running."""
-    import socket
-
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]

@@ -75,3 +75,16 @@ async def test_a_socket_from_another_site_is_refused(alice, queued):
     ws = communicator(queued.id, cookie, origin=b"https://evil.example")
     connected, _ = await ws.connect()
     assert not connected
+
+
+async def test_what_the_page_sends_is_ignored_not_fatal(alice, queued):
+    ws = communicator(queued.id, await database_sync_to_async(session_cookie)(alice))
+    assert (await ws.connect())[0]
+    await ws.receive_json_from(timeout=5)
+    await ws.send_to(text_data="{not json")
+    await ws.send_to(bytes_data=b"\x00\x01")
+    # Still open and still pushing.
+    job = asyncio.create_task(database_sync_to_async(jobs.run)(queued.id))
+    assert (await ws.receive_json_from(timeout=30))["status"] == "processing"
+    await job
+    await ws.disconnect()

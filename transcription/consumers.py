@@ -2,7 +2,7 @@
 
 import orjson
 from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from channels.generic.websocket import AsyncWebsocketConsumer
 
 from .models import Recording
 from .progress import recording_group
@@ -12,7 +12,9 @@ CLOSE_UNAUTHENTICATED = 4401
 CLOSE_NOT_FOUND = 4404
 
 
-class RecordingProgressConsumer(AsyncJsonWebsocketConsumer):
+class RecordingProgressConsumer(AsyncWebsocketConsumer):
+    """Server-to-page only: whatever the page sends (text, bytes, garbage) is ignored."""
+
     async def connect(self):
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
@@ -34,16 +36,14 @@ class RecordingProgressConsumer(AsyncJsonWebsocketConsumer):
         if hasattr(self, "group"):
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
-    async def receive_json(self, content, **kwargs):
-        # This socket only talks to the page; anything the page says is ignored.
+    async def receive(self, text_data=None, bytes_data=None):
         pass
 
     async def recording_progress(self, event):
         await self.send_json(event["data"])
 
-    @classmethod
-    async def encode_json(cls, content):
-        return orjson.dumps(content).decode()
+    async def send_json(self, content: dict) -> None:
+        await self.send(text_data=orjson.dumps(content).decode())
 
     @database_sync_to_async
     def _owned_recording(self, user, pk):
