@@ -1,5 +1,6 @@
 """Job progress pushed to the recording page through the channel layer (Redis)."""
 
+import logging
 import time
 
 from asgiref.sync import async_to_sync
@@ -7,16 +8,26 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 
 
+log = logging.getLogger(__name__)
+
+
 def recording_group(recording_id: int) -> str:
     return f"recording-{recording_id}"
 
 
 def publish(recording) -> None:
-    """Send the recording's current state to every page watching it."""
-    async_to_sync(get_channel_layer().group_send)(
-        recording_group(recording.id),
-        {"type": "recording.progress", "data": recording.progress_payload()},
-    )
+    """Send the recording's current state to every page watching it.
+
+    Best effort: the state is in the database too, and a page that (re)connects is sent it, so a
+    hiccup of the channel layer must not fail the job.
+    """
+    try:
+        async_to_sync(get_channel_layer().group_send)(
+            recording_group(recording.id),
+            {"type": "recording.progress", "data": recording.progress_payload()},
+        )
+    except Exception:
+        log.warning("could not publish progress of recording %s", recording.id, exc_info=True)
 
 
 class ProgressReporter:
