@@ -9,7 +9,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.factories import PASSWORD
+from tests.factories import PASSWORD, speech_wav
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -40,8 +40,16 @@ def browser(tmp_path):
     driver.quit()
 
 
-def test_log_in_upload_and_see_the_transcript(daphne_server, browser, alice, speech):
-    path, _ = speech
+@pytest.fixture(scope="module")
+def long_speech(tmp_path_factory):
+    """Long enough (~40 s) that the page is open well before the transcript is ready."""
+    sentence = "This is part {} of a long report about the quick brown fox and the lazy dog. "
+    text = "".join(sentence.format(n) for n in ("one", "two", "three", "four", "five", "six"))
+    return speech_wav(text, tmp_path_factory.mktemp("long") / "long.wav")
+
+
+def test_log_in_upload_and_see_the_transcript(daphne_server, browser, alice, long_speech):
+    path = long_speech
     browser.get(f"{daphne_server}/recordings/")
     # Not logged in: sent to the login page.
     assert "/accounts/login/" in browser.current_url
@@ -57,6 +65,7 @@ def test_log_in_upload_and_see_the_transcript(daphne_server, browser, alice, spe
     # The recording page: the transcript arrives over the WebSocket, without a reload.
     WebDriverWait(browser, 20).until(EC.presence_of_element_located((By.ID, "recording")))
     browser.execute_script("document.body.dataset.sameDocument = 'yes'")
+    assert browser.find_element(By.ID, "status").text in ("Queued", "Transcribing")
     WebDriverWait(browser, 120).until(
         EC.text_to_be_present_in_element((By.ID, "transcript"), "fox")
     )
