@@ -65,6 +65,14 @@ def test_it_refuses_oversized_upload(logged_in_alice, settings, db):
     assert not Recording.objects.exists()
 
 
+def test_a_malformed_content_length_is_a_client_error(logged_in_alice, db):
+    response = logged_in_alice.post(
+        reverse("recording-upload"), {"title": "x"}, CONTENT_LENGTH="lots"
+    )
+    assert response.status_code == 400
+    assert not Recording.objects.exists()
+
+
 def test_it_refuses_an_upload_without_a_file(logged_in_alice, db):
     response = logged_in_alice.post(reverse("recording-upload"), {"title": "nothing"})
     assert response.status_code == 400

@@ -21,6 +21,13 @@ def _render_list(request, form: UploadForm, *, upload_error: str = "", status: i
     return render(request, "transcription/recording_list.html", context, status=status)
 
 
+def _declared_length(request) -> int:
+    try:
+        return int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return 0  # malformed: the multipart parser refuses the body below
+
+
 @login_required
 @require_GET
 def recording_list(request):
@@ -31,7 +38,7 @@ def recording_list(request):
 @require_POST
 def upload(request):
     # Refuse an oversized body from its declared length, before Django parses the file.
-    declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    declared = _declared_length(request)
     if declared > settings.MAX_UPLOAD_BYTES + 64 * 1024:
         return _render_list(request, UploadForm(), upload_error=too_large_message(declared), status=413)
     form = UploadForm(request.POST, request.FILES)
