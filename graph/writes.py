@@ -64,3 +64,17 @@ def write_recording(recording_id: int) -> None:
     with db.write_transaction:
         db.cypher_query(WRITE_RECORDING, params)
     Recording.objects.filter(pk=recording_id).update(graph_synced_at=timezone.now())
+
+
+# A recording's segments go with it; the user node stays (it may own other recordings).
+DELETE_RECORDING = """
+MATCH (r:Recording {uid: $uid})
+OPTIONAL MATCH (r)-[:HAS_SEGMENT]->(s:Segment)
+DETACH DELETE s, r
+"""
+
+
+def delete_recording(recording_id: int) -> None:
+    """Remove a deleted recording's nodes; running it again (or for a never-written one) is a no-op."""
+    with db.write_transaction:
+        db.cypher_query(DELETE_RECORDING, {"uid": str(recording_id)})

@@ -69,3 +69,79 @@ def test_it_refuses_a_video_without_sound(tmp_path):
         container.mux(stream.encode())
     with pytest.raises(engine.AudioDecodeError, match="no audio track"):
         engine.decode_audio(path)
+
+
+def test_it_decodes_from_an_open_file_without_a_path(speech):
+    path, _ = speech
+    import io
+
+    in_memory = engine.decode_audio(io.BytesIO(path.read_bytes()))
+    assert np.array_equal(in_memory, engine.decode_audio(path))
+
+
+def test_the_batched_pipeline_and_word_timestamps(speech, settings):
+    path, text = speech
+    settings.WHISPER_BATCHED_MIN_SECONDS = 0  # this short clip goes through the batched pipeline
+    audio = engine.decode_audio(path)
+    result = engine.transcribe(audio, engine.Options(word_timestamps=True))
+    assert result.pipeline == "batched"
+    assert {"fox", "dog"} <= words(result.text)
+    timed = [w for s in result.segments for w in s.words]
+    assert {"fox", "dog"} <= {w.word.strip(" .,").lower() for w in timed}
+    assert all(0 <= w.start <= w.end <= result.duration + 0.5 for w in timed)
+    assert [w.start for w in timed] == sorted(w.start for w in timed)
+
+
+def test_short_audio_goes_sequentially_by_default(speech, settings):
+    path, _ = speech
+    settings.WHISPER_BATCHED_MIN_SECONDS = 120
+    result = engine.transcribe(engine.decode_audio(path))
+    assert result.pipeline == "sequential" and result.segments[0].words is None
+
+
+@pytest.mark.parametrize(
+    "options, param",
+    [
+        (engine.Options(model="large-v9"), "model"),
+        (engine.Options(compute_type="int4"), "compute_type"),
+        (engine.Options(beam_size=50), "beam_size"),
+        (engine.Options(temperature=1.5), "temperature"),
+        (engine.Options(language="english"), "language"),
+        (engine.Options(pipeline="turbo"), "pipeline"),
+    ],
+)
+def test_options_outside_the_allowed_lists_are_refused(options, param):
+    with pytest.raises(engine.OptionError) as error:
+        options.resolved()
+    assert error.value.param == param
+
+
+def test_options_resolve_to_the_defaults_and_accept_openais_model_name(settings):
+    resolved = engine.Options(model="whisper-1").resolved()
+    assert resolved.model == settings.WHISPER_MODEL
+    assert resolved.compute_type == settings.WHISPER_COMPUTE_TYPE
+    assert resolved.beam_size == settings.WHISPER_BEAM_SIZE
+    assert engine.Options.from_dict(resolved.to_dict() | {"stale": 1}) == resolved
+
+
+def test_a_model_from_a_path_setting_is_loaded_from_that_path(settings):
+    settings.WHISPER_MODELS = {"meeting-tiny": engine.default_model_path()}
+    settings.WHISPER_MODEL = "meeting-tiny"
+    model = engine.get_model("meeting-tiny", "int8")
+    assert model is not engine.get_model("tiny.en", "int8") and model.model.is_multilingual is False
+
+
+def test_a_hallucinated_loop_is_cut():
+    def seg(i, text):
+        return engine.SegmentResult(index=i, start=i, end=i + 1, text=text, avg_logprob=-0.1, no_speech_prob=0.0)
+
+    loop = [seg(0, "Thanks for watching!")] * 1 + [seg(i, "Thank you.") for i in range(1, 6)] + [seg(6, "Bye.")]
+    kept = engine.drop_repeats(loop)
+    assert [s.text for s in kept] == ["Thanks for watching!", "Thank you.", "Thank you.", "Bye."]
+    assert [s.index for s in kept] == [0, 1, 2, 3]
+
+
+def test_the_temperature_fallback_starts_where_asked():
+    assert engine.temperatures(0.0) == (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+    assert engine.temperatures(0.5) == (0.5, 0.7, 0.9)
+    assert engine.temperatures(1.0) == (1.0,)

@@ -134,3 +134,10 @@ def test_stored_segments_are_timed_and_in_order(alice, speech):
     assert all(0 <= s.start < s.end <= recording.duration + 0.5 for s in segments)
     assert recording.duration == pytest.approx(Path(path).stat().st_size / 2 / 22050, rel=0.05)
     assert recording.progress == 1.0
+
+
+def test_a_file_that_is_not_audio_is_refused_at_upload(logged_in_alice, db):
+    response = upload(logged_in_alice, "notes.txt", b"Minutes of the meeting\n" * 100)
+    assert response.status_code == 400
+    assert "audio or video file we can read" in response.content.decode()
+    assert not Recording.objects.exists()

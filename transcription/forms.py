@@ -3,6 +3,8 @@ from pathlib import Path
 from django import forms
 from django.conf import settings
 
+from . import engine
+
 
 class UploadForm(forms.Form):
     audio = forms.FileField(label="Audio or video file")
@@ -14,6 +16,12 @@ class UploadForm(forms.Form):
             raise forms.ValidationError(too_large_message(audio.size), code="too_large")
         if audio.size == 0:
             raise forms.ValidationError("The file is empty.", code="empty")
+        # Only the container's header is read here; a file that opens but cannot be decoded
+        # fails its job later with the decoder's reason.
+        try:
+            engine.probe_audio(audio)
+        except engine.AudioDecodeError as exc:
+            raise forms.ValidationError(str(exc), code="not_audio") from exc
         return audio
 
     def title_or_filename(self) -> str:

@@ -18,6 +18,9 @@ from .progress import ProgressReporter, publish
 
 log = logging.getLogger(__name__)
 
+# The one failure that is ours, not the file's: callers (the OpenAI endpoint) answer it with a 500.
+INTERNAL_ERROR = "Transcription failed because of an internal error; please try again."
+
 
 def claim(recording_id: int) -> Recording | None:
     """Move a recording to PROCESSING if it is queued (or stuck: its worker died mid-job)."""
@@ -57,6 +60,7 @@ def store_result(recording: Recording, result: engine.TranscriptionResult) -> bo
             language_probability=result.language_probability,
             model_name=result.model_name,
             compute_type=result.compute_type,
+            pipeline=result.pipeline,
             processing_seconds=result.processing_seconds,
         )
         Segment.objects.bulk_create(
@@ -68,6 +72,8 @@ def store_result(recording: Recording, result: engine.TranscriptionResult) -> bo
                 text=s.text,
                 avg_logprob=s.avg_logprob,
                 no_speech_prob=s.no_speech_prob,
+                compression_ratio=s.compression_ratio,
+                words=[[w.start, w.end, w.word, w.probability] for w in s.words] if s.words else None,
             )
             for s in result.segments
         )
@@ -90,10 +96,14 @@ def run(recording_id: int) -> bool:
     recording.duration = round(len(audio) / engine.SAMPLE_RATE, 3)
     Recording.objects.filter(pk=recording.pk).update(duration=recording.duration)
     try:
-        result = engine.transcribe(audio, on_progress=ProgressReporter(recording))
+        options = engine.Options.from_dict(recording.options)
+        result = engine.transcribe(audio, options, on_progress=ProgressReporter(recording))
+    except engine.OptionError as exc:
+        fail(recording, str(exc))  # e.g. a model removed from the settings since the upload
+        return False
     except Exception:
         log.exception("transcription of recording %s failed", recording_id)
-        fail(recording, "Transcription failed because of an internal error; please try again.")
+        fail(recording, INTERNAL_ERROR)
         return False
     stored = store_result(recording, result)
     recording.refresh_from_db()

@@ -43,6 +43,8 @@ class Recording(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     graph_synced_at = models.DateTimeField(null=True, blank=True)
+    # The transcription options asked for (engine.Options as a dict); empty means the defaults.
+    options = models.JSONField(default=dict, blank=True)
 
     objects = RecordingQuerySet.as_manager()
 
@@ -75,6 +77,7 @@ class Transcript(models.Model):
     language_probability = models.FloatField(null=True, blank=True)
     model_name = models.CharField(max_length=255)
     compute_type = models.CharField(max_length=32)
+    pipeline = models.CharField(max_length=16, blank=True)
     processing_seconds = models.FloatField()
     created_at = models.DateTimeField(default=timezone.now)
 
@@ -90,6 +93,9 @@ class Segment(models.Model):
     text = models.TextField()
     avg_logprob = models.FloatField(null=True, blank=True)
     no_speech_prob = models.FloatField(null=True, blank=True)
+    compression_ratio = models.FloatField(null=True, blank=True)
+    # [[start, end, word, probability], ...] when word timestamps were asked for.
+    words = models.JSONField(null=True, blank=True)
 
     class Meta:
         ordering = ["index"]

@@ -45,3 +45,14 @@ def transcribe_recording(recording_id: int) -> bool:
 )
 def sync_recording_graph(recording_id: int) -> None:
     graph_writes.write_recording(recording_id)
+
+
+@shared_task(
+    autoretry_for=graph_writes.GRAPH_UNAVAILABLE,
+    retry_backoff=5,
+    retry_backoff_max=600,
+    retry_jitter=True,
+    max_retries=50,
+)
+def delete_recording_graph(recording_id: int) -> None:
+    graph_writes.delete_recording(recording_id)

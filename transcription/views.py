@@ -4,9 +4,10 @@ from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
+from . import exports
 from .forms import UploadForm, too_large_message
 from .models import Recording
-from .uploads import accept_upload
+from .uploads import accept_upload, declared_length
 
 
 def _owned_recording(request, pk: int) -> Recording:
@@ -21,13 +22,6 @@ def _render_list(request, form: UploadForm, *, upload_error: str = "", status: i
     return render(request, "transcription/recording_list.html", context, status=status)
 
 
-def _declared_length(request) -> int:
-    try:
-        return int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        return 0  # malformed: the multipart parser refuses the body below
-
-
 @login_required
 @require_GET
 def recording_list(request):
@@ -38,7 +32,7 @@ def recording_list(request):
 @require_POST
 def upload(request):
     # Refuse an oversized body from its declared length, before Django parses the file.
-    declared = _declared_length(request)
+    declared = declared_length(request)
     if declared > settings.MAX_UPLOAD_BYTES + 64 * 1024:
         return _render_list(request, UploadForm(), upload_error=too_large_message(declared), status=413)
     form = UploadForm(request.POST, request.FILES)
@@ -62,3 +56,10 @@ def transcript_fragment(request, pk: int):
     """The transcript as an HTML fragment, fetched by the page when the job finishes."""
     recording = _owned_recording(request, pk)
     return render(request, "transcription/_transcript.html", {"recording": recording})
+
+
+@login_required
+@require_GET
+def export(request, pk: int, fmt: str):
+    """Download the transcript as txt, srt, vtt or json."""
+    return exports.export_response(request, _owned_recording(request, pk), fmt)

@@ -1,0 +1,239 @@
+"""File transcription benchmark: every allowed configuration, then the whole app path.
+
+    .venv/bin/python benchmarks/transcription.py              # all configurations + app path
+    .venv/bin/python benchmarks/transcription.py --quick      # default configuration only
+
+Part 1 runs each configuration (compute type x beam x pipeline) in a fresh process on the
+reference speech (benchmarks/reference.txt, espeak-ng) and prints real-time factor (audio
+seconds per wall second), WER and peak RSS. Part 2 compares the app path (upload through the
+view -> Celery worker -> transcript stored) with calling faster-whisper directly with the same
+arguments in the same worker settings; the ratio direct/app is the share the app keeps (target >= 0.95).
+"""
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from itertools import product
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.speech import reference, word_error_rate  # noqa: E402
+
+BENCH_VAR = ROOT / "var" / "bench" / "app"
+BENCH_ENV = {
+    "DJANGO_SETTINGS_MODULE": "assistant_site.settings",
+    "VAR_DIR": str(BENCH_VAR),
+    "REDIS_URL": "redis://127.0.0.1:6391/0",
+    "NEO4J_BOLT_URL": "bolt://neo4j:neo4j@127.0.0.1:7691",
+    "DATABASE_URL": f"sqlite:///{BENCH_VAR / 'db.sqlite3'}",
+    "PROGRESS_INTERVAL_SECONDS": "0.5",
+    "PYTHONUNBUFFERED": "1",
+}
+
+
+def child_env(threads: int, extra: dict | None = None) -> dict:
+    env = dict(os.environ, **BENCH_ENV, WHISPER_CPU_THREADS=str(threads), CELERY_WORKER_CONCURRENCY="1")
+    env.update(extra or {})
+    return env
+
+
+# --- Part 1 and the direct side of part 2: one configuration in a fresh process -------------
+
+def run_child(config: dict) -> None:
+    """In a child process: load the model, then time `repeat` transcriptions of the audio."""
+    import django
+
+    django.setup()
+    from faster_whisper import BatchedInferencePipeline
+
+    from transcription import engine
+
+    options = engine.Options(
+        compute_type=config["compute_type"], beam_size=config["beam"], pipeline=config["pipeline"]
+    ).resolved()
+    model = engine.get_model(options.model, options.compute_type)
+    times, text = [], ""
+    for _ in range(config["repeat"]):
+        started = time.perf_counter()
+        audio = engine.decode_audio(config["audio"])
+        if config["raw"]:
+            # faster-whisper itself, with exactly the arguments the engine passes.
+            kwargs = engine.faster_whisper_kwargs(options, options.pipeline)
+            runner = BatchedInferencePipeline(model) if options.pipeline == "batched" else model
+            segments, _ = runner.transcribe(audio, **kwargs)
+            text = " ".join(s.text.strip() for s in segments)
+        else:
+            text = engine.transcribe(audio, options).text
+        times.append(time.perf_counter() - started)
+    rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"times": times, "text": text, "rss_mib": rss_mib}))
+
+
+def measure(audio: Path, compute_type: str, beam: int, pipeline: str, threads: int, repeat: int, raw=False):
+    config = dict(audio=str(audio), compute_type=compute_type, beam=beam, pipeline=pipeline,
+                  repeat=repeat, raw=raw)
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", json.dumps(config)],
+        env=child_env(threads), capture_output=True, text=True, check=True, cwd=ROOT,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def part1(audio: Path, text: str, duration: float, args) -> None:
+    from django.conf import settings
+
+    print(f"\n## Configurations: {duration:.1f} s of reference speech, cpu_threads={args.threads}, "
+          f"median of {args.repeat}")
+    print("| compute | pipeline | beam | speed (x real time) | WER | peak RSS |")
+    print("|---|---|---|---|---|---|")
+    configs = (
+        [(settings.WHISPER_COMPUTE_TYPE, settings.WHISPER_BEAM_SIZE, "batched"),
+         (settings.WHISPER_COMPUTE_TYPE, settings.WHISPER_BEAM_SIZE, "sequential")]
+        if args.quick
+        else list(product(settings.WHISPER_COMPUTE_TYPES, sorted({1, 2, 5, settings.WHISPER_BEAM_SIZE}),
+                          ("sequential", "batched")))
+    )
+    for compute_type, beam, pipeline in configs:
+        result = measure(audio, compute_type, beam, pipeline, args.threads, args.repeat)
+        speed = duration / statistics.median(result["times"])
+        wer = word_error_rate(text, result["text"])
+        print(f"| {compute_type} | {pipeline} | {beam} | {speed:.1f}x | {wer:.1%} | "
+              f"{result['rss_mib']:.0f} MiB |", flush=True)
+
+
+# --- Part 1b: where batched starts to pay -----------------------------------------------------
+
+def crossover(args) -> None:
+    from django.conf import settings
+
+    print(f"\n## Sequential vs batched by length (default compute/beam, cpu_threads={args.threads})")
+    print("| audio | sequential | batched | batched/sequential |")
+    print("|---|---|---|---|")
+    for paragraphs in (1, 2, 4, 8):
+        audio, _ = reference(paragraphs)
+        duration = wav_seconds(audio)
+        speeds = {}
+        for pipeline in ("sequential", "batched"):
+            result = measure(audio, settings.WHISPER_COMPUTE_TYPE, settings.WHISPER_BEAM_SIZE,
+                             pipeline, args.threads, args.repeat)
+            speeds[pipeline] = duration / statistics.median(result["times"])
+        print(f"| {duration:.0f} s | {speeds['sequential']:.1f}x | {speeds['batched']:.1f}x | "
+              f"{speeds['batched'] / speeds['sequential']:.2f} |", flush=True)
+
+
+# --- Part 2: the whole app path ----------------------------------------------------------------
+
+def part2(audio: Path, duration: float, args) -> None:
+    from tests import services
+
+    BENCH_VAR.mkdir(parents=True, exist_ok=True)
+    for key, value in child_env(args.threads).items():
+        os.environ[key] = value
+    redis = services.start_redis(BENCH_ENV["REDIS_URL"], BENCH_VAR / "redis")
+    neo4j = services.start_neo4j(BENCH_ENV["NEO4J_BOLT_URL"], BENCH_VAR / "neo4j")
+    worker = None
+    try:
+        subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
+                       cwd=ROOT, env=os.environ, check=True)
+        subprocess.run([sys.executable, "manage.py", "graph_schema", "-v", "0"],
+                       cwd=ROOT, env=os.environ, check=True)
+        log = BENCH_VAR / "worker.log"
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "assistant_site", "worker", "--concurrency=1",
+             "--loglevel=INFO", "--without-gossip", "--without-mingle", "--without-heartbeat",
+             "--hostname", "bench@%h"],
+            cwd=ROOT, env=os.environ, stdout=log.open("w"), stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 120
+        while "ready." not in log.read_text():
+            if time.monotonic() > deadline or worker.poll() is not None:
+                raise RuntimeError(f"worker did not start:\n{log.read_text()[-2000:]}")
+            time.sleep(0.2)
+        app_times = [app_path_once(audio) for _ in range(args.repeat)]
+    finally:
+        services.stop(worker)
+        services.stop(neo4j)
+        services.stop(redis)
+    from django.conf import settings
+
+    pipeline = "batched" if duration >= settings.WHISPER_BATCHED_MIN_SECONDS else "sequential"
+    direct = measure(audio, settings.WHISPER_COMPUTE_TYPE, settings.WHISPER_BEAM_SIZE, pipeline,
+                     args.threads, args.repeat, raw=True)
+    app, raw = statistics.median(app_times), statistics.median(direct["times"])
+    print(f"\n## App path vs faster-whisper directly ({settings.WHISPER_COMPUTE_TYPE}, {pipeline}, "
+          f"beam {settings.WHISPER_BEAM_SIZE}, cpu_threads={args.threads}, median of {args.repeat})")
+    print("| path | wall | speed |")
+    print("|---|---|---|")
+    print(f"| faster-whisper directly (decode + transcribe) | {raw:.2f} s | {duration / raw:.1f}x |")
+    print(f"| app: upload -> Celery -> transcript stored | {app:.2f} s | {duration / app:.1f}x |")
+    print(f"\nratio direct/app = {raw / app:.3f} (target >= 0.95)")
+
+
+def app_path_once(audio: Path) -> float:
+    """POST the file to the upload view, wait until the worker has stored the transcript."""
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    from transcription.models import Recording
+
+    user, _ = get_user_model().objects.get_or_create(username="bench")
+    client = Client()
+    client.force_login(user)
+    with audio.open("rb") as fh:
+        started = time.perf_counter()
+        response = client.post("/recordings/upload", {"audio": fh, "title": "bench"})
+    assert response.status_code == 302, response.status_code
+    recording = Recording.objects.owned_by(user).newest_first().first()
+    while recording.status not in (Recording.Status.DONE, Recording.Status.FAILED):
+        time.sleep(0.02)
+        recording.refresh_from_db(fields=["status"])
+    elapsed = time.perf_counter() - started
+    assert recording.status == Recording.Status.DONE, recording.error
+    return elapsed
+
+
+def wav_seconds(path: Path) -> float:
+    import wave
+
+    with wave.open(str(path)) as wav:
+        return wav.getnframes() / wav.getframerate()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--quick", action="store_true", help="the default configuration only")
+    parser.add_argument("--threads", type=int, default=int(os.environ.get("WHISPER_CPU_THREADS", 0)) or None,
+                        help="cpu_threads per transcription (default: the app's setting)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per measurement (median)")
+    parser.add_argument("--skip", nargs="*", default=[], choices=["configs", "crossover", "app"])
+    args = parser.parse_args()
+    if args.child:
+        run_child(json.loads(args.child))
+        return
+    os.environ.update(child_env(1))
+    import django
+
+    django.setup()
+    from django.conf import settings
+
+    args.threads = args.threads or settings.WHISPER_CPU_THREADS
+    audio, text = reference()
+    duration = wav_seconds(audio)
+    if "configs" not in args.skip:
+        part1(audio, text, duration, args)
+    if "crossover" not in args.skip and not args.quick:
+        crossover(args)
+    if "app" not in args.skip:
+        part2(audio, duration, args)
+
+
+if __name__ == "__main__":
+    main()

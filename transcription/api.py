@@ -1,0 +1,236 @@
+"""The REST API (django-ninja): recordings and transcripts for programs, with per-user tokens.
+
+Authentication: `Authorization: Bearer <token>` (tokens are made on the profile page) or the
+browser's session. Every query is scoped to the caller: another user's recording is a 404.
+"""
+
+import base64
+from datetime import datetime
+
+import orjson
+from django.conf import settings
+from django.db.models import Q
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404
+from ninja import Field, File, Form, NinjaAPI, Query, Schema
+from ninja.responses import Status
+from ninja.errors import HttpError
+from ninja.files import UploadedFile
+from ninja.renderers import BaseRenderer
+from ninja.security import HttpBearer, django_auth
+
+from accounts.tokens import user_for_key
+
+from . import engine, exports
+from .forms import UploadForm, too_large_message
+from .models import Recording
+from .uploads import accept_upload, declared_length, delete_recording
+
+
+class ORJSONRenderer(BaseRenderer):
+    media_type = "application/json"
+
+    def render(self, request, data, *, response_status):
+        return orjson.dumps(data)
+
+
+class ApiKey(HttpBearer):
+    def authenticate(self, request, token):
+        user = user_for_key(token)
+        if user is not None:
+            request.user = user
+        return user
+
+
+api = NinjaAPI(
+    title="Whisper Assistant API",
+    version="1",
+    renderer=ORJSONRenderer(),
+    auth=[ApiKey(), django_auth],
+    urls_namespace="api",
+)
+
+
+# --- Schemas ----------------------------------------------------------------------------------
+
+class RecordingOut(Schema):
+    id: int
+    uuid: str
+    title: str
+    status: str
+    progress: float
+    error: str
+    duration: float | None
+    size_bytes: int
+    options: dict
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @staticmethod
+    def resolve_uuid(obj):
+        return str(obj.uuid)
+
+
+class WordOut(Schema):
+    start: float
+    end: float
+    word: str
+    probability: float
+
+
+class SegmentOut(Schema):
+    index: int
+    start: float
+    end: float
+    text: str
+    avg_logprob: float | None
+    no_speech_prob: float | None
+    compression_ratio: float | None
+    words: list[WordOut] | None
+
+    @staticmethod
+    def resolve_words(obj):
+        return exports.word_dicts(obj) if obj.words is not None else None
+
+
+class TranscriptOut(Schema):
+    text: str
+    language: str
+    language_probability: float | None
+    model: str = Field(..., alias="model_name")
+    compute_type: str
+    pipeline: str
+    processing_seconds: float
+    created_at: datetime
+    segments: list[SegmentOut]
+
+    @staticmethod
+    def resolve_segments(obj):
+        return list(obj.segments.all())
+
+
+class RecordingDetailOut(RecordingOut):
+    transcript: TranscriptOut | None
+
+    @staticmethod
+    def resolve_transcript(obj):
+        return getattr(obj, "transcript", None)
+
+
+class RecordingPage(Schema):
+    results: list[RecordingOut]
+    next_cursor: str | None
+
+
+class RecordingFilters(Schema):
+    cursor: str | None = None
+    limit: int = Field(20, ge=1, le=100)
+    status: Recording.Status | None = None
+    q: str | None = Field(None, max_length=200, description="Words in the title or transcript")
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+
+
+class Error(Schema):
+    detail: str
+
+
+# --- Cursor pagination (keyset on created_at, id: stable under inserts, no OFFSET scans) -------
+
+def encode_cursor(recording: Recording) -> str:
+    raw = orjson.dumps([recording.created_at.isoformat(), recording.pk])
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, int]:
+    try:
+        created_at, pk = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        return datetime.fromisoformat(created_at), int(pk)
+    except (ValueError, TypeError, orjson.JSONDecodeError):
+        raise HttpError(400, "The cursor is not one this API gave out.") from None
+
+
+# --- Endpoints ----------------------------------------------------------------------------------
+
+@api.get("/recordings", response=RecordingPage, tags=["recordings"])
+def list_recordings(request: HttpRequest, filters: Query[RecordingFilters]):
+    """My recordings, newest first; follow `next_cursor` for the next page."""
+    recordings = Recording.objects.owned_by(request.user).newest_first()
+    if filters.status:
+        recordings = recordings.filter(status=filters.status)
+    if filters.q:
+        recordings = recordings.filter(Q(title__icontains=filters.q) | Q(transcript__text__icontains=filters.q))
+    if filters.created_after:
+        recordings = recordings.filter(created_at__gte=filters.created_after)
+    if filters.created_before:
+        recordings = recordings.filter(created_at__lt=filters.created_before)
+    if filters.cursor:
+        created_at, pk = decode_cursor(filters.cursor)
+        recordings = recordings.filter(Q(created_at__lt=created_at) | Q(created_at=created_at, pk__lt=pk))
+    page = list(recordings[: filters.limit + 1])
+    more = len(page) > filters.limit
+    page = page[: filters.limit]
+    return {"results": page, "next_cursor": encode_cursor(page[-1]) if more else None}
+
+
+@api.post("/recordings", response={202: RecordingOut, 400: Error, 413: Error}, tags=["recordings"])
+def create_recording(
+    request: HttpRequest,
+    file: File[UploadedFile],
+    title: Form[str] = "",
+    model: Form[str] = "",
+    compute_type: Form[str] = "",
+    language: Form[str] = "",
+    prompt: Form[str] = "",
+    word_timestamps: Form[bool] = False,
+):
+    """Upload audio or video to transcribe; the recording comes back queued (poll it, or watch
+    `/ws/recordings/{id}/`)."""
+    if declared_length(request) > settings.MAX_UPLOAD_BYTES + 64 * 1024:
+        return Status(413, {"detail": too_large_message(declared_length(request))})
+    form = UploadForm({"title": title}, {"audio": file})
+    if not form.is_valid():
+        code = 413 if form.has_error("audio", code="too_large") else 400
+        return Status(code, {"detail": " ".join(form.errors.get("audio") or form.errors.get("title") or ["Invalid upload."])})
+    options = engine.Options(
+        model=model, compute_type=compute_type, language=language, initial_prompt=prompt,
+        word_timestamps=word_timestamps,
+    )
+    try:
+        options.resolved()
+    except engine.OptionError as exc:
+        return Status(400, {"detail": str(exc)})
+    recording = accept_upload(request.user, form.cleaned_data["audio"], form.title_or_filename(), options)
+    return Status(202, recording)
+
+
+def _owned(request, recording_id: int) -> Recording:
+    return get_object_or_404(Recording.objects.owned_by(request.user), pk=recording_id)
+
+
+@api.get("/recordings/{recording_id}", response=RecordingDetailOut, tags=["recordings"])
+def get_recording(request: HttpRequest, recording_id: int):
+    """One recording with its transcript, segments and (when asked for at upload) words."""
+    recording = get_object_or_404(
+        Recording.objects.owned_by(request.user).select_related("transcript"), pk=recording_id
+    )
+    not_modified = exports.not_modified(request, recording)
+    if not_modified:
+        return not_modified
+    response = api.create_response(request, RecordingDetailOut.from_orm(recording).model_dump(), status=200)
+    return exports.with_validators(response, recording)
+
+
+@api.get("/recordings/{recording_id}/transcript.{fmt}", tags=["recordings"],
+         response={200: None, 404: Error, 409: Error})
+def export_transcript(request: HttpRequest, recording_id: int, fmt: str):
+    """The transcript as txt, srt, vtt or json."""
+    return exports.export_response(request, _owned(request, recording_id), fmt)
+
+
+@api.delete("/recordings/{recording_id}", response={204: None}, tags=["recordings"])
+def remove_recording(request: HttpRequest, recording_id: int):
+    """Delete a recording, its audio file, its transcript and its part of the knowledge graph."""
+    delete_recording(_owned(request, recording_id))
+    return Status(204, None)
