@@ -141,3 +141,24 @@ def test_a_file_that_is_not_audio_is_refused_at_upload(logged_in_alice, db):
     assert response.status_code == 400
     assert "audio or video file we can read" in response.content.decode()
     assert not Recording.objects.exists()
+
+
+def test_the_upload_page_takes_transcription_options(logged_in_alice, speech, settings):
+    path, _ = speech
+    page = logged_in_alice.get(reverse("recording-list")).content.decode()
+    assert 'name="model"' in page and 'name="word_timestamps"' in page
+    response = logged_in_alice.post(
+        reverse("recording-upload"),
+        {"audio": SimpleUploadedFile("a.wav", Path(path).read_bytes()), "model": "tiny.en",
+         "compute_type": "float32", "word_timestamps": "on", "language": "EN"},
+    )
+    assert response.status_code == 302
+    options = Recording.objects.get().options
+    assert options["compute_type"] == "float32" and options["word_timestamps"] is True
+    assert options["language"] == "en" and options["model"] == "tiny.en"
+
+    refused = logged_in_alice.post(
+        reverse("recording-upload"),
+        {"audio": SimpleUploadedFile("b.wav", Path(path).read_bytes()), "compute_type": "int4"},
+    )
+    assert refused.status_code == 400 and Recording.objects.count() == 1

@@ -113,3 +113,29 @@ def test_neo4j_down_keeps_the_transcript_and_fills_the_graph_in_later(
         time.sleep(0.1)
     assert recording.graph_synced_at is not None
     assert g.Recording.nodes.get(uid=str(recording.id)).title == "outage"
+
+
+def test_deleting_through_the_api_removes_row_file_and_graph_nodes(celery_worker_process, alice, speech):
+    from accounts.models import ApiToken
+    from graph import writes as graph_writes
+
+    path, _ = speech
+    recording = Recording(owner=alice, title="to delete", size_bytes=1)
+    recording.audio.save("del.wav", ContentFile(Path(path).read_bytes()), save=True)
+    assert transcribe_recording(recording.id) is True  # transcribed here, graph written here
+    audio_path = Path(recording.audio.path)
+    assert g.Recording.nodes.get_or_none(uid=str(recording.id)) is not None
+
+    key = ApiToken.issue(alice, "t")[1]
+    response = Client(headers={"Authorization": f"Bearer {key}"}).delete(f"/api/recordings/{recording.id}")
+    assert response.status_code == 204
+    assert not Recording.objects.filter(pk=recording.id).exists() and not audio_path.exists()
+    # The worker removes the graph nodes (recording and segments); the user node stays.
+    for _ in range(100):
+        if g.Recording.nodes.get_or_none(uid=str(recording.id)) is None:
+            break
+        time.sleep(0.1)
+    assert g.Recording.nodes.get_or_none(uid=str(recording.id)) is None
+    assert not g.Segment.nodes.filter(uid__startswith=f"{recording.id}:")
+    assert g.User.nodes.get_or_none(uid=str(alice.id)) is not None
+    graph_writes.delete_recording(recording.id)  # again: a no-op, not an error

@@ -198,7 +198,7 @@ def create_recording(
         word_timestamps=word_timestamps,
     )
     try:
-        options.resolved()
+        options = options.resolved()
     except engine.OptionError as exc:
         return Status(400, {"detail": str(exc)})
     recording = accept_upload(request.user, form.cleaned_data["audio"], form.title_or_filename(), options)

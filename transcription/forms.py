@@ -9,6 +9,35 @@ from . import engine
 class UploadForm(forms.Form):
     audio = forms.FileField(label="Audio or video file")
     title = forms.CharField(max_length=255, required=False)
+    model = forms.ChoiceField(required=False)
+    compute_type = forms.ChoiceField(required=False)
+    language = forms.CharField(max_length=3, required=False, help_text="e.g. en; empty to detect")
+    word_timestamps = forms.BooleanField(required=False, label="Word timings")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # From the settings at request time, so the allowed lists can change without a restart of tests.
+        self.fields["model"].choices = [(m, m) for m in settings.WHISPER_MODELS]
+        self.fields["model"].initial = settings.WHISPER_MODEL
+        self.fields["compute_type"].choices = [(c, c) for c in settings.WHISPER_COMPUTE_TYPES]
+        self.fields["compute_type"].initial = settings.WHISPER_COMPUTE_TYPE
+
+    def clean(self):
+        cleaned = super().clean()
+        try:
+            cleaned["options"] = self.options().resolved()
+        except engine.OptionError as exc:
+            self.add_error(exc.param if exc.param in self.fields else None, str(exc))
+        return cleaned
+
+    def options(self) -> engine.Options:
+        data = self.cleaned_data
+        return engine.Options(
+            model=data.get("model") or "",
+            compute_type=data.get("compute_type") or "",
+            language=(data.get("language") or "").lower(),
+            word_timestamps=bool(data.get("word_timestamps")),
+        )
 
     def clean_audio(self):
         audio = self.cleaned_data["audio"]

@@ -7,5 +7,6 @@ urlpatterns = [
     path("upload", views.upload, name="recording-upload"),
     path("<int:pk>/", views.recording_detail, name="recording-detail"),
     path("<int:pk>/transcript", views.transcript_fragment, name="recording-transcript"),
+    path("<int:pk>/delete", views.delete, name="recording-delete"),
     path("<int:pk>/transcript.<str:fmt>", views.export, name="recording-export"),
 ]

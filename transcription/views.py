@@ -1,4 +1,5 @@
 from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, redirect, render
@@ -7,7 +8,7 @@ from django.views.decorators.http import require_GET, require_POST
 from . import exports
 from .forms import UploadForm, too_large_message
 from .models import Recording
-from .uploads import accept_upload, declared_length
+from .uploads import accept_upload, declared_length, delete_recording
 
 
 def _owned_recording(request, pk: int) -> Recording:
@@ -39,7 +40,9 @@ def upload(request):
     if not form.is_valid():
         status = 413 if form.has_error("audio", code="too_large") else 400
         return _render_list(request, form, status=status)
-    recording = accept_upload(request.user, form.cleaned_data["audio"], form.title_or_filename())
+    recording = accept_upload(
+        request.user, form.cleaned_data["audio"], form.title_or_filename(), form.cleaned_data["options"]
+    )
     return redirect("recording-detail", pk=recording.pk)
 
 
@@ -63,3 +66,12 @@ def transcript_fragment(request, pk: int):
 def export(request, pk: int, fmt: str):
     """Download the transcript as txt, srt, vtt or json."""
     return exports.export_response(request, _owned_recording(request, pk), fmt)
+
+
+@login_required
+@require_POST
+def delete(request, pk: int):
+    recording = _owned_recording(request, pk)
+    delete_recording(recording)
+    messages.success(request, f"Deleted “{recording.title}”.")
+    return redirect("recording-list")
