@@ -153,8 +153,9 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
-# One transcription per core; each gets cores // concurrency threads (two single-thread
-# workers beat one two-thread worker across files: see shared/DESIGN.md).
+# One transcription per core, each allowed every core (WHISPER_CPU_THREADS): alone, a file gets
+# the whole machine (45x real time here vs 34x on one thread); under load the two share it at
+# 91 % of the throughput of single-thread workers (62x vs 68x). benchmarks/transcription.py, "layouts".
 CELERY_WORKER_CONCURRENCY = env_int("CELERY_WORKER_CONCURRENCY", CPU_COUNT, minimum=1)
 
 # --- Neo4j (neomodel 7): https://neomodel.readthedocs.io/en/latest/configuration.html
@@ -183,9 +184,7 @@ if not set(WHISPER_COMPUTE_TYPES) <= _COMPUTE_TYPES:
     raise ImproperEnvironment(f"WHISPER_COMPUTE_TYPES: each must be one of {sorted(_COMPUTE_TYPES)}")
 WHISPER_COMPUTE_TYPE = env_choice("WHISPER_COMPUTE_TYPE", WHISPER_COMPUTE_TYPES[0], set(WHISPER_COMPUTE_TYPES))
 WHISPER_DEVICE = env_choice("WHISPER_DEVICE", "cpu", {"cpu", "cuda", "auto"})
-WHISPER_CPU_THREADS = env_int(
-    "WHISPER_CPU_THREADS", max(1, CPU_COUNT // CELERY_WORKER_CONCURRENCY), minimum=1
-)
+WHISPER_CPU_THREADS = env_int("WHISPER_CPU_THREADS", CPU_COUNT, minimum=1)
 # Beam 2 keeps most of beam 5's accuracy at nearly greedy speed (benchmarks/transcription.py).
 WHISPER_BEAM_SIZE = env_int("WHISPER_BEAM_SIZE", 2, minimum=1)
 WHISPER_VAD = env_bool("WHISPER_VAD", True)

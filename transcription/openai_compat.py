@@ -9,6 +9,8 @@ while the worker runs. Errors use OpenAI's shape: {"error": {"message", "type", 
 import asyncio
 import math
 
+import orjson
+
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
@@ -122,8 +124,9 @@ def transcription_response(recording: Recording, response_format: str, granulari
     usage = {"type": "duration", "seconds": math.ceil(recording.duration or 0)}
     if response_format == "verbose_json":
         body = exports.openai_verbose_json(transcript, segments, recording.duration or 0.0, granularities)
-        return JsonResponse({**body, "usage": usage})
-    return JsonResponse({"text": transcript.text, "usage": usage})
+    else:
+        body = {"text": transcript.text}
+    return HttpResponse(orjson.dumps({**body, "usage": usage}), content_type="application/json")
 
 
 @csrf_exempt  # token-authenticated, no cookies involved
