@@ -1,13 +1,17 @@
 """File transcription benchmark: every allowed configuration, then the whole app path.
 
-    .venv/bin/python benchmarks/transcription.py              # all configurations + app path
-    .venv/bin/python benchmarks/transcription.py --quick      # default configuration only
+    .venv/bin/python benchmarks/transcription.py              # everything (about 10 minutes)
+    .venv/bin/python benchmarks/transcription.py --quick      # default configuration + app path
+    .venv/bin/python benchmarks/transcription.py --threads 1  # as if each job had one core
 
-Part 1 runs each configuration (compute type x beam x pipeline) in a fresh process on the
-reference speech (benchmarks/reference.txt, espeak-ng) and prints real-time factor (audio
-seconds per wall second), WER and peak RSS. Part 2 compares the app path (upload through the
-view -> Celery worker -> transcript stored) with calling faster-whisper directly with the same
-arguments in the same worker settings; the ratio direct/app is the share the app keeps (target >= 0.95).
+1. Each configuration (compute type x beam x pipeline) in a fresh process on the reference speech
+   (benchmarks/reference.txt, espeak-ng, three voices): speed (audio seconds per wall second), WER
+   (after Whisper's English normaliser) and peak RSS.
+2. Sequential vs batched pipeline by audio length: where WHISPER_BATCHED_MIN_SECONDS should be.
+3. Worker layouts (processes x threads) with every process busy: one file's speed, and all together.
+4. The app path (upload through the view -> Celery worker -> transcript stored) against calling
+   faster-whisper directly with the same arguments and threads: direct/app, target >= 0.95.
+Services for part 4 (Redis 6391, Neo4j 7691, a worker) are started under var/bench/app.
 """
 
 import argparse
@@ -262,7 +266,7 @@ def main() -> None:
     if args.child:
         run_child(json.loads(args.child))
         return
-    os.environ.update(child_env(1))
+    os.environ.update(BENCH_ENV)
     import django
 
     django.setup()

@@ -21,7 +21,7 @@ from ninja.security import HttpBearer, django_auth
 
 from accounts.tokens import user_for_key
 
-from . import engine, exports
+from . import exports
 from .forms import UploadForm, too_large_message
 from .models import Recording
 from .uploads import accept_upload, declared_length, delete_recording
@@ -189,19 +189,14 @@ def create_recording(
     `/ws/recordings/{id}/`)."""
     if declared_length(request) > settings.MAX_UPLOAD_BYTES + 64 * 1024:
         return Status(413, {"detail": too_large_message(declared_length(request))})
-    form = UploadForm({"title": title}, {"audio": file})
+    fields = {"title": title, "model": model, "compute_type": compute_type, "language": language,
+              "prompt": prompt, "word_timestamps": word_timestamps}
+    form = UploadForm(fields, {"audio": file})
     if not form.is_valid():
-        code = 413 if form.has_error("audio", code="too_large") else 400
-        return Status(code, {"detail": " ".join(form.errors.get("audio") or form.errors.get("title") or ["Invalid upload."])})
-    options = engine.Options(
-        model=model, compute_type=compute_type, language=language, initial_prompt=prompt,
-        word_timestamps=word_timestamps,
+        return Status(413 if form.has_error("audio", code="too_large") else 400, {"detail": form.error_text()})
+    recording = accept_upload(
+        request.user, form.cleaned_data["audio"], form.title_or_filename(), form.cleaned_data["options"]
     )
-    try:
-        options = options.resolved()
-    except engine.OptionError as exc:
-        return Status(400, {"detail": str(exc)})
-    recording = accept_upload(request.user, form.cleaned_data["audio"], form.title_or_filename(), options)
     return Status(202, recording)
 
 

@@ -9,17 +9,19 @@ from . import engine
 class UploadForm(forms.Form):
     audio = forms.FileField(label="Audio or video file")
     title = forms.CharField(max_length=255, required=False)
-    model = forms.ChoiceField(required=False)
-    compute_type = forms.ChoiceField(required=False)
-    language = forms.CharField(max_length=3, required=False, help_text="e.g. en; empty to detect")
+    # Checked against the allowed lists by engine.Options in clean(), one rule for pages and API.
+    model = forms.CharField(required=False, widget=forms.Select)
+    compute_type = forms.CharField(required=False, widget=forms.Select)
+    language = forms.CharField(max_length=8, required=False, help_text="e.g. en; empty to detect")
+    prompt = forms.CharField(max_length=2000, required=False, help_text="Names and words to expect")
     word_timestamps = forms.BooleanField(required=False, label="Word timings")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        # From the settings at request time, so the allowed lists can change without a restart of tests.
-        self.fields["model"].choices = [(m, m) for m in settings.WHISPER_MODELS]
+        # The allowed lists are read per form, so they follow the settings.
+        self.fields["model"].widget.choices = [(m, m) for m in settings.WHISPER_MODELS]
         self.fields["model"].initial = settings.WHISPER_MODEL
-        self.fields["compute_type"].choices = [(c, c) for c in settings.WHISPER_COMPUTE_TYPES]
+        self.fields["compute_type"].widget.choices = [(c, c) for c in settings.WHISPER_COMPUTE_TYPES]
         self.fields["compute_type"].initial = settings.WHISPER_COMPUTE_TYPE
 
     def clean(self):
@@ -27,7 +29,8 @@ class UploadForm(forms.Form):
         try:
             cleaned["options"] = self.options().resolved()
         except engine.OptionError as exc:
-            self.add_error(exc.param if exc.param in self.fields else None, str(exc))
+            field = {"initial_prompt": "prompt"}.get(exc.param, exc.param)
+            self.add_error(field if field in self.fields else None, str(exc))
         return cleaned
 
     def options(self) -> engine.Options:
@@ -36,8 +39,12 @@ class UploadForm(forms.Form):
             model=data.get("model") or "",
             compute_type=data.get("compute_type") or "",
             language=(data.get("language") or "").lower(),
+            initial_prompt=data.get("prompt") or "",
             word_timestamps=bool(data.get("word_timestamps")),
         )
+
+    def error_text(self) -> str:
+        return " ".join(message for messages in self.errors.values() for message in messages)
 
     def clean_audio(self):
         audio = self.cleaned_data["audio"]
