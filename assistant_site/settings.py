@@ -191,7 +191,7 @@ WHISPER_VAD = env_bool("WHISPER_VAD", True)
 WHISPER_LANGUAGE = env_str("WHISPER_LANGUAGE", "") or None
 # Audio at least this long goes through the batched pipeline (VAD chunks decoded together);
 # shorter audio is decoded sequentially. Measured with benchmarks/transcription.py.
-WHISPER_BATCHED_MIN_SECONDS = env_float("WHISPER_BATCHED_MIN_SECONDS", 120.0, minimum=0)
+WHISPER_BATCHED_MIN_SECONDS = env_float("WHISPER_BATCHED_MIN_SECONDS", 60.0, minimum=0)
 WHISPER_BATCH_SIZE = env_int("WHISPER_BATCH_SIZE", 8, minimum=1)
 # Hallucination guards (Whisper's own defaults): see transcription/engine.py.
 WHISPER_COMPRESSION_RATIO_THRESHOLD = env_float("WHISPER_COMPRESSION_RATIO_THRESHOLD", 2.4, minimum=0)

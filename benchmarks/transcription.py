@@ -64,7 +64,7 @@ def run_child(config: dict) -> None:
     ).resolved()
     model = engine.get_model(options.model, options.compute_type)
     times, text = [], ""
-    for _ in range(config["repeat"]):
+    for run in range(config["repeat"] + config.get("warmup", 0)):
         started = time.perf_counter()
         audio = engine.decode_audio(config["audio"])
         if config["raw"]:
@@ -75,14 +75,16 @@ def run_child(config: dict) -> None:
             text = " ".join(s.text.strip() for s in segments)
         else:
             text = engine.transcribe(audio, options).text
-        times.append(time.perf_counter() - started)
+        if run >= config.get("warmup", 0):
+            times.append(time.perf_counter() - started)
     rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"times": times, "text": text, "rss_mib": rss_mib}))
 
 
-def measure(audio: Path, compute_type: str, beam: int, pipeline: str, threads: int, repeat: int, raw=False):
+def measure(audio: Path, compute_type: str, beam: int, pipeline: str, threads: int, repeat: int, raw=False,
+            warmup=0):
     config = dict(audio=str(audio), compute_type=compute_type, beam=beam, pipeline=pipeline,
-                  repeat=repeat, raw=raw)
+                  repeat=repeat, raw=raw, warmup=warmup)
     out = subprocess.run(
         [sys.executable, __file__, "--child", json.dumps(config)],
         env=child_env(threads), capture_output=True, text=True, check=True, cwd=ROOT,
@@ -164,7 +166,12 @@ def layouts(audio: Path, duration: float, args) -> None:
 # --- Part 2: the whole app path ----------------------------------------------------------------
 
 def part2(audio: Path, duration: float, args) -> None:
+    from django.conf import settings
+
     from tests import services
+
+    pipeline = "batched" if duration >= settings.WHISPER_BATCHED_MIN_SECONDS else "sequential"
+    rounds = max(args.repeat, 5)
 
     BENCH_VAR.mkdir(parents=True, exist_ok=True)
     for key, value in child_env(args.threads).items():
@@ -189,21 +196,21 @@ def part2(audio: Path, duration: float, args) -> None:
             if time.monotonic() > deadline or worker.poll() is not None:
                 raise RuntimeError(f"worker did not start:\n{log.read_text()[-2000:]}")
             time.sleep(0.2)
-        app_path_once(audio)  # warm-up: first connections of the worker process (DB, Redis, Neo4j)
-        app_times = [app_path_once(audio) for _ in range(args.repeat)]
+        app_path_once(audio)  # warm-up, like the direct side's: first connections, first inference
+        # Alternating, so a slow spell of this shared machine hits both sides alike.
+        app_times, direct_times = [], []
+        for _ in range(rounds):
+            app_times.append(app_path_once(audio))
+            direct_times += measure(audio, settings.WHISPER_COMPUTE_TYPE, settings.WHISPER_BEAM_SIZE,
+                                    pipeline, args.threads, 1, raw=True, warmup=1)["times"]
     finally:
         services.stop(worker)
         services.stop(neo4j)
         services.stop(redis)
-    from django.conf import settings
-
-    pipeline = "batched" if duration >= settings.WHISPER_BATCHED_MIN_SECONDS else "sequential"
-    direct = measure(audio, settings.WHISPER_COMPUTE_TYPE, settings.WHISPER_BEAM_SIZE, pipeline,
-                     args.threads, args.repeat, raw=True)
-    app, raw = statistics.median(t["wall"] for t in app_times), statistics.median(direct["times"])
+    app, raw = statistics.median(t["wall"] for t in app_times), statistics.median(direct_times)
     part = {k: statistics.median(t[k] for t in app_times) for k in ("upload", "job", "transcribe")}
     print(f"\n## App path vs faster-whisper directly ({settings.WHISPER_COMPUTE_TYPE}, {pipeline}, "
-          f"beam {settings.WHISPER_BEAM_SIZE}, cpu_threads={args.threads}, median of {args.repeat})")
+          f"beam {settings.WHISPER_BEAM_SIZE}, cpu_threads={args.threads}, median of {rounds}, alternating)")
     print("| path | wall | speed |")
     print("|---|---|---|")
     print(f"| faster-whisper directly (decode + transcribe) | {raw:.2f} s | {duration / raw:.1f}x |")

@@ -145,3 +145,15 @@ def test_the_temperature_fallback_starts_where_asked():
     assert engine.temperatures(0.0) == (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
     assert engine.temperatures(0.5) == (0.5, 0.7, 0.9)
     assert engine.temperatures(1.0) == (1.0,)
+
+
+@pytest.mark.parametrize("suffix", [".wav", ".mp3"])
+def test_decoding_matches_faster_whispers_own_decoder(speech, tmp_path, suffix):
+    from faster_whisper.audio import decode_audio as reference_decode
+
+    path, _ = speech
+    source = path if suffix == ".wav" else convert(path, tmp_path / f"speech{suffix}")
+    ours, theirs = engine.decode_audio(source), reference_decode(str(source))
+    assert len(ours) == len(theirs)
+    # Theirs goes through int16 (clipped, quantised); ours stays float.
+    assert np.allclose(np.clip(ours, -1, 1), theirs, atol=1e-3)

@@ -14,12 +14,12 @@ class RecordingAdmin(admin.ModelAdmin):
 class SegmentInline(admin.TabularInline):
     model = Segment
     extra = 0
-    fields = ("index", "start", "end", "text")
+    fields = ("index", "start", "end", "text", "avg_logprob", "no_speech_prob", "compression_ratio")
     readonly_fields = fields
 
 
 @admin.register(Transcript)
 class TranscriptAdmin(admin.ModelAdmin):
-    list_display = ("recording", "language", "model_name", "processing_seconds", "created_at")
+    list_display = ("recording", "language", "model_name", "compute_type", "pipeline", "processing_seconds", "created_at")
     raw_id_fields = ("recording",)
     inlines = [SegmentInline]
