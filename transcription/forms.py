@@ -15,6 +15,7 @@ class UploadForm(forms.Form):
     language = forms.CharField(max_length=8, required=False, help_text="e.g. en; empty to detect")
     prompt = forms.CharField(max_length=2000, required=False, help_text="Names and words to expect")
     word_timestamps = forms.BooleanField(required=False, label="Word timings")
+    temperature = forms.FloatField(required=False)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -41,6 +42,7 @@ class UploadForm(forms.Form):
             language=(data.get("language") or "").lower(),
             initial_prompt=data.get("prompt") or "",
             word_timestamps=bool(data.get("word_timestamps")),
+            temperature=data.get("temperature") or 0.0,
         )
 
     def error_text(self) -> str:

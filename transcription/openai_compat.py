@@ -68,25 +68,21 @@ def parse_request(request) -> tuple[UploadForm, engine.Options, str, set[str]]:
     if granularities and response_format != "verbose_json":
         raise BadRequest("response_format must be set to verbose_json to use timestamp granularities.",
                          "timestamp_granularities")
-    try:
-        temperature = float(post.get("temperature") or 0)
-    except ValueError:
-        raise BadRequest("temperature must be a number between 0 and 1.", "temperature") from None
-    options = engine.Options(
-        model=post["model"],
-        language=post.get("language", ""),
-        initial_prompt=post.get("prompt", ""),
-        temperature=temperature,
-        word_timestamps="word" in granularities,
-    )
-    try:
-        options = options.resolved()
-    except engine.OptionError as exc:
-        raise BadRequest(str(exc), exc.param) from exc
-    form = UploadForm({}, {"audio": files["file"]})
+    fields = {
+        "model": post["model"],
+        "language": post.get("language", ""),
+        "prompt": post.get("prompt", ""),
+        "temperature": post.get("temperature", ""),
+        "word_timestamps": "word" in granularities,
+    }
+    form = UploadForm(fields, {"audio": files["file"]})
     if not form.is_valid():
+        field, messages = next(iter(form.errors.items()))
+        param = {"audio": "file", "__all__": None}.get(field, field)
         status = 413 if form.has_error("audio", code="too_large") else 400
-        raise BadRequest(" ".join(form.errors["audio"]), "file", status)
+        message = " ".join(messages)
+        raise BadRequest(message if param in (None, "file") else f"{param}: {message}", param, status)
+    options = form.cleaned_data["options"]
     return form, options, response_format, granularities or {"segment"}
 
 
