@@ -36,23 +36,21 @@ def transcribe_recording(recording_id: int) -> bool:
     return True
 
 
-@shared_task(
+# Graph writes wait out a Neo4j outage: exponential backoff with jitter, up to 10 minutes apart.
+GRAPH_RETRY = dict(
     autoretry_for=graph_writes.GRAPH_UNAVAILABLE,
     retry_backoff=5,
     retry_backoff_max=600,
     retry_jitter=True,
     max_retries=50,
 )
+
+
+@shared_task(**GRAPH_RETRY)
 def sync_recording_graph(recording_id: int) -> None:
     graph_writes.write_recording(recording_id)
 
 
-@shared_task(
-    autoretry_for=graph_writes.GRAPH_UNAVAILABLE,
-    retry_backoff=5,
-    retry_backoff_max=600,
-    retry_jitter=True,
-    max_retries=50,
-)
+@shared_task(**GRAPH_RETRY)
 def delete_recording_graph(recording_id: int) -> None:
     graph_writes.delete_recording(recording_id)
