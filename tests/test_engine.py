@@ -157,3 +157,12 @@ def test_decoding_matches_faster_whispers_own_decoder(speech, tmp_path, suffix):
     assert len(ours) == len(theirs)
     # Theirs goes through int16 (clipped, quantised); ours stays float.
     assert np.allclose(np.clip(ours, -1, 1), theirs, atol=1e-3)
+
+
+@pytest.mark.parametrize("kind", ["silence", "noise"])
+def test_no_text_is_invented_over_silence_or_noise(kind):
+    # Without VAD, tiny.en "hears" a "you" in 20 s of digital silence: the default skips it.
+    samples = 20 * engine.SAMPLE_RATE
+    audio = (np.zeros(samples) if kind == "silence" else np.random.default_rng(0).normal(0, 0.02, samples))
+    result = engine.transcribe(audio.astype(np.float32))
+    assert result.text == "" and result.segments == []
