@@ -182,8 +182,8 @@ def part2(audio: Path, duration: float, args) -> None:
     try:
         subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
                        cwd=ROOT, env=os.environ, check=True)
-        subprocess.run([sys.executable, "manage.py", "graph_schema", "-v", "0"],
-                       cwd=ROOT, env=os.environ, check=True)
+        subprocess.run([sys.executable, "manage.py", "graph_schema"],
+                       cwd=ROOT, env=os.environ, check=True, stdout=subprocess.DEVNULL)
         log = BENCH_VAR / "worker.log"
         worker = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "assistant_site", "worker", "--concurrency=1",
