@@ -198,6 +198,17 @@ WHISPER_COMPRESSION_RATIO_THRESHOLD = env_float("WHISPER_COMPRESSION_RATIO_THRES
 WHISPER_LOG_PROB_THRESHOLD = env_float("WHISPER_LOG_PROB_THRESHOLD", -1.0)
 WHISPER_NO_SPEECH_THRESHOLD = env_float("WHISPER_NO_SPEECH_THRESHOLD", 0.6, minimum=0)
 
+# --- Live transcription (WebSocket): see README "Live transcription protocol"
+# Streams transcribed at once (threads sharing one model in the web process), per-user open
+# streams, and the largest binary frame accepted (bytes of PCM16: 64 KiB = 2 s).
+LIVE_INFERENCE_WORKERS = env_int("LIVE_INFERENCE_WORKERS", CPU_COUNT, minimum=1)
+LIVE_MAX_STREAMS_PER_USER = env_int("LIVE_MAX_STREAMS_PER_USER", 2, minimum=1)
+LIVE_MAX_FRAME_BYTES = env_int("LIVE_MAX_FRAME_BYTES", 64 * 1024, minimum=2)
+# Unprocessed audio beyond this is skipped (the client is told) rather than queued.
+LIVE_MAX_LAG_SECONDS = env_float("LIVE_MAX_LAG_SECONDS", 4.0, minimum=0.5)
+# A dropped connection may resume its session within this time.
+LIVE_RESUME_SECONDS = env_float("LIVE_RESUME_SECONDS", 30.0, minimum=0)
+
 # --- Uploads: https://docs.djangoproject.com/en/5.2/topics/http/file-uploads/
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(VAR_DIR / "media")))
 MEDIA_URL = "/media/"

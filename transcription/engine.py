@@ -148,9 +148,13 @@ _models: dict[tuple[str, str], WhisperModel] = {}
 _models_lock = threading.Lock()
 
 
-def get_model(model: str | None = None, compute_type: str | None = None) -> WhisperModel:
-    """The loaded model for (model name, compute type), loading it on first use in this process."""
-    key = (model or settings.WHISPER_MODEL, compute_type or settings.WHISPER_COMPUTE_TYPE)
+def get_model(model: str | None = None, compute_type: str | None = None, *, live: bool = False) -> WhisperModel:
+    """The loaded model for (model name, compute type), loading it on first use in this process.
+
+    The live instance serves several streams at once: one worker per core, so concurrent calls
+    run in parallel instead of queueing behind one another.
+    """
+    key = (model or settings.WHISPER_MODEL, compute_type or settings.WHISPER_COMPUTE_TYPE, live)
     with _models_lock:
         if key not in _models:
             started = time.perf_counter()
@@ -159,9 +163,10 @@ def get_model(model: str | None = None, compute_type: str | None = None) -> Whis
                 device=settings.WHISPER_DEVICE,
                 compute_type=key[1],
                 cpu_threads=settings.WHISPER_CPU_THREADS,
+                num_workers=settings.LIVE_INFERENCE_WORKERS if live else 1,
                 download_root=settings.WHISPER_DOWNLOAD_ROOT,
             )
-            log.info("loaded Whisper model %s (%s) in %.2fs", *key, time.perf_counter() - started)
+            log.info("loaded Whisper model %s (%s, live=%s) in %.2fs", *key, time.perf_counter() - started)
         return _models[key]
 
 

@@ -1,0 +1,207 @@
+"""Live transcription policy: LocalAgreement-2 over a rolling audio buffer (whisper_streaming's).
+
+Plain, synchronous and free of Channels: the consumer feeds audio in and calls `process()` on a
+worker thread. Each call transcribes the uncommitted buffer; words that two consecutive
+hypotheses agree on are committed (final, never changed again); the rest is the partial.
+The buffer is cut at the end of committed sentences so each call stays short, and silence
+(Silero VAD) commits what is pending and costs no inference.
+"""
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+from . import engine
+
+SAMPLE_RATE = engine.SAMPLE_RATE
+# The last few committed words before the buffer prompt the model: more context costs more
+# time than it saves errors (benchmarks/live.py).
+PROMPT_WORDS = 8
+
+
+@dataclass(frozen=True)
+class Word:
+    start: float  # seconds from the start of the stream
+    end: float
+    word: str
+    probability: float
+
+    @property
+    def key(self) -> str:
+        return re.sub(r"[^\w']+", "", self.word.lower())
+
+    def as_dict(self) -> dict:
+        return {"start": round(self.start, 3), "end": round(self.end, 3), "word": self.word,
+                "probability": round(self.probability, 3)}
+
+
+@dataclass
+class Update:
+    committed: list[Word] = field(default_factory=list)
+    partial: list[Word] = field(default_factory=list)
+    inferred: bool = False  # False when VAD found nothing to transcribe
+
+
+def text_of(words: list[Word]) -> str:
+    return "".join(w.word for w in words).strip()
+
+
+def agreed_prefix(previous: list[Word], current: list[Word]) -> int:
+    """How many leading words two hypotheses share (by normalised text)."""
+    n = 0
+    for a, b in zip(previous, current):
+        if a.key != b.key:
+            break
+        n += 1
+    return n
+
+
+def repeats_itself(words: list[Word], ngram: int = 3, times: int = 3) -> bool:
+    """A hypothesis in which some n-word phrase occurs `times` times in a row: a Whisper loop."""
+    keys = [w.key for w in words]
+    for size in range(1, ngram + 1):
+        for i in range(len(keys) - size * times + 1):
+            chunk = keys[i:i + size]
+            if all(keys[i + k * size:i + (k + 1) * size] == chunk for k in range(1, times)):
+                return True
+    return False
+
+
+class LocalAgreement:
+    """One live stream's state. Not thread-safe: one `process()` at a time per stream."""
+
+    # Keep at most this much uncommitted audio; past it, the buffer is cut at the last
+    # committed word even mid-sentence, so inference time per call stays bounded.
+    MAX_BUFFER_SECONDS = 6.0
+    # Cut at a committed sentence end once the buffer is longer than this.
+    TRIM_SECONDS = 4.0
+    # This much trailing silence ends an utterance: what is pending is committed.
+    END_OF_UTTERANCE_SECONDS = 0.6
+
+    def __init__(self, options: engine.Options | None = None):
+        self.options = (options or engine.Options()).resolved()
+        self.buffer = np.zeros(0, dtype=np.float32)
+        self.buffer_start = 0.0  # stream time of buffer[0]
+        self.committed: list[Word] = []
+        self.hypothesis: list[Word] = []  # the last call's uncommitted words
+        self.vad = VadOptions(min_silence_duration_ms=300, speech_pad_ms=100)
+        self.vad_checked_until = 0.0
+        self.last_speech_end: float | None = None  # stream time speech was last heard
+
+    @property
+    def received_seconds(self) -> float:
+        return self.buffer_start + len(self.buffer) / SAMPLE_RATE
+
+    @property
+    def committed_until(self) -> float:
+        return self.committed[-1].end if self.committed else 0.0
+
+    def insert_audio(self, audio: np.ndarray) -> None:
+        self.buffer = np.concatenate([self.buffer, audio.astype(np.float32, copy=False)])
+
+    def process(self) -> Update:
+        """Transcribe the buffer; commit what the last two hypotheses agree on."""
+        self._listen()
+        if self.last_speech_end is None or self.last_speech_end <= self.buffer_start:
+            # Silence: commit the pending tail (the speaker stopped), keep only the last second.
+            committed = self._commit(self.hypothesis)
+            self._cut(max(self.buffer_start, self.received_seconds - 1.0))
+            return Update(committed=committed)
+        silent_tail = self.received_seconds - self.last_speech_end
+        new = self._unseen(self._transcribe())
+        if repeats_itself(new):
+            new = []  # a hallucinated loop: drop this hypothesis, the next call tries again
+        n = agreed_prefix(self.hypothesis, new)
+        if silent_tail >= self.END_OF_UTTERANCE_SECONDS:
+            n = len(new)  # nothing more is coming for this utterance: all of it is final
+        committed = self._commit(new[:n])
+        self.hypothesis = new[n:]
+        self._trim(silent_tail)
+        return Update(committed=committed, partial=list(self.hypothesis), inferred=True)
+
+    def finish(self) -> list[Word]:
+        """The stream ended: whatever is pending becomes final."""
+        committed = self._commit(self.hypothesis)
+        self._cut(self.received_seconds)
+        return committed
+
+    def _listen(self) -> None:
+        """VAD over the audio that arrived since the last call (plus half a second of context):
+        running it over the whole buffer each time would cost as much as a third of inference."""
+        since = max(self.buffer_start, self.vad_checked_until - 0.5)
+        window = self.buffer[int((since - self.buffer_start) * SAMPLE_RATE):]
+        speech = get_speech_timestamps(window, self.vad)
+        if speech:
+            self.last_speech_end = since + speech[-1]["end"] / SAMPLE_RATE
+        self.vad_checked_until = self.received_seconds
+
+    def _transcribe(self) -> list[Word]:
+        model = engine.get_model(self.options.model, self.options.compute_type, live=True)
+        # Committed text from before the buffer as the prompt keeps context across cuts (text
+        # that is also in the buffer's audio would make the model skip or repeat it).
+        prompt = text_of([w for w in self.committed[-PROMPT_WORDS:] if w.end <= self.buffer_start + 0.01]) if PROMPT_WORDS else ""
+        segments, _ = model.transcribe(
+            self.buffer,
+            language=self.options.language or None,
+            beam_size=1,
+            word_timestamps=True,
+            initial_prompt=prompt or None,
+            condition_on_previous_text=False,
+            # Greedy only: a fallback re-decode would double a call's time; loops are caught
+            # by repeats_itself instead.
+            temperature=0.0,
+            compression_ratio_threshold=2.4,
+            no_speech_threshold=0.6,
+            vad_filter=False,  # already known to hold speech; keeps timestamps exact
+        )
+        return [
+            Word(self.buffer_start + w.start, self.buffer_start + w.end, w.word, w.probability)
+            for seg in segments
+            for w in (seg.words or ())
+        ]
+
+    def _unseen(self, words: list[Word]) -> list[Word]:
+        """The hypothesis past what is committed. Timestamps jitter between calls, so words
+        that start a little before the committed end are kept, and a repeat of the committed
+        tail at their head (up to 5 words) is removed."""
+        new = [w for w in words if w.start > self.committed_until - 0.1]
+        if new and self.committed and abs(new[0].start - self.committed_until) < 1.0:
+            for n in range(min(5, len(new), len(self.committed)), 0, -1):
+                if [w.key for w in self.committed[-n:]] == [w.key for w in new[:n]]:
+                    return new[n:]
+        return new
+
+    def _commit(self, words: list[Word]) -> list[Word]:
+        self.committed += words
+        if words:
+            self.hypothesis = [w for w in self.hypothesis if w.end > self.committed_until]
+        return words
+
+    def _trim(self, silent_tail: float) -> None:
+        length = len(self.buffer) / SAMPLE_RATE
+        if not self.hypothesis and silent_tail >= self.END_OF_UTTERANCE_SECONDS:
+            self._cut(self.received_seconds - min(silent_tail, 0.5))  # all said is final
+        elif length > self.TRIM_SECONDS:
+            ends = [w.end for w in self.committed if w.end > self.buffer_start and w.word.rstrip()[-1:] in ".?!"]
+            if ends:
+                self._cut(ends[-1])
+            elif length > self.MAX_BUFFER_SECONDS and self.committed_until > self.buffer_start:
+                self._cut(self.committed_until)
+
+    def _cut(self, at: float) -> None:
+        """Drop buffered audio before stream time `at`."""
+        drop = int((at - self.buffer_start) * SAMPLE_RATE)
+        if drop > 0:
+            self.buffer = self.buffer[drop:]
+            self.buffer_start += drop / SAMPLE_RATE
+
+    def skip_to_now(self, keep_seconds: float) -> float:
+        """Falling behind: commit what is pending and drop all but the last `keep_seconds` of
+        audio. Returns the seconds skipped."""
+        self._commit(self.hypothesis)
+        self.hypothesis = []
+        before = self.buffer_start
+        self._cut(max(self.buffer_start, self.received_seconds - keep_seconds))
+        return self.buffer_start - before
