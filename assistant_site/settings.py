@@ -134,7 +134,9 @@ CACHES = {
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": "wa-channels"},
+        # redis-py 8 times a read out after 5 s by default, exactly channels_redis's blocking-pop
+        # wait: an idle consumer would then crash. Reads may wait longer than the pop.
+        "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30}], "prefix": "wa-channels"},
     }
 }
 

@@ -1,9 +1,13 @@
-"""WebSocket consumers: a recording's job progress, pushed from the Celery worker via Redis."""
+"""WebSocket consumers: a recording's job progress (pushed from the Celery worker via Redis), and
+live transcription (audio in, text out)."""
 
 import orjson
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+from django.urls import reverse
 
+from . import engine, live
 from .models import Recording
 from .progress import recording_group
 
@@ -48,3 +52,105 @@ class RecordingProgressConsumer(AsyncWebsocketConsumer):
     @database_sync_to_async
     def _owned_recording(self, user, pk):
         return Recording.objects.owned_by(user).filter(pk=pk).first()
+
+
+# Live transcription close codes (protocol in README): the stream cannot go on after these.
+CLOSE_BAD_FRAME = 4400  # PCM16 frames must have an even number of bytes
+CLOSE_NOT_STARTED = 4409  # audio before the start message
+CLOSE_TOO_MANY_STREAMS = 4429
+CLOSE_FRAME_TOO_LARGE = 1009  # RFC 6455 "message too big"
+
+
+class LiveTranscriptionConsumer(AsyncWebsocketConsumer):
+    """Binary PCM16 audio in; ready / partial / final / lagging / error / saved out (JSON)."""
+
+    session: live.LiveSession | None = None
+
+    async def connect(self):
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        self.user = user
+        await self.accept()
+
+    async def disconnect(self, code):
+        if self.session is not None:
+            self.session.detach()
+
+    async def receive(self, text_data=None, bytes_data=None):
+        if bytes_data is not None:
+            await self._audio(bytes_data)
+            return
+        try:
+            message = orjson.loads(text_data)
+            kind = message.get("type") if isinstance(message, dict) else None
+        except orjson.JSONDecodeError:
+            await self._error("bad_message", "Text frames must be JSON control messages; audio goes in binary frames.")
+            return
+        if kind == "start":
+            await self._start(message)
+        elif kind == "stop":
+            await self._stop()
+        else:
+            await self._error("unknown_type", f"Unknown message type {kind!r}; expected 'start' or 'stop'.")
+
+    async def _audio(self, frame: bytes) -> None:
+        if self.session is None:
+            await self._error("not_started", "Send a start message before audio.", close=CLOSE_NOT_STARTED)
+        elif len(frame) > settings.LIVE_MAX_FRAME_BYTES:
+            await self._error("frame_too_large", f"Audio frames are limited to {settings.LIVE_MAX_FRAME_BYTES} bytes.",
+                              close=CLOSE_FRAME_TOO_LARGE)
+        elif len(frame) % 2:
+            await self._error("bad_frame", "Audio frames are 16-bit samples: an even number of bytes.",
+                              close=CLOSE_BAD_FRAME)
+        else:
+            self.session.feed(frame)
+
+    async def _start(self, message: dict) -> None:
+        if self.session is not None:
+            await self._error("already_started", "This stream has already started.")
+            return
+        resume = message.get("resume")
+        session = live.LiveSession.resume(self.user.id, str(resume)) if resume else None
+        resumed = session is not None
+        if session is None:
+            options = engine.Options(language=str(message.get("language") or ""), model=str(message.get("model") or ""))
+            policy = message.get("policy") or "local-agreement"
+            try:
+                if policy not in live.POLICIES:
+                    raise engine.OptionError("policy", f"Unknown policy {policy!r}.")
+                session = live.LiveSession.start(self.user.id, options, policy)
+            except engine.OptionError as exc:
+                await self._error("bad_option", str(exc))
+                return
+            except live.TooManyStreams:
+                await self._error("too_many_streams",
+                                  f"At most {settings.LIVE_MAX_STREAMS_PER_USER} live streams at once.",
+                                  close=CLOSE_TOO_MANY_STREAMS)
+                return
+        self.session = session
+        session.attach(self.send_json)
+        await self.send_json({"type": "ready", "session": session.id, "sample_rate": live.SAMPLE_RATE,
+                              "received": session.received_samples, "resumed": resumed})
+
+    async def _stop(self) -> None:
+        if self.session is None:
+            await self._error("not_started", "Nothing to stop.")
+            return
+        session, self.session = self.session, None
+        recording = await session.stop()
+        await self.send_json({
+            "type": "saved",
+            "recording": recording.id if recording else None,
+            "url": reverse("recording-detail", args=[recording.id]) if recording else None,
+        })
+        await self.close(code=1000)
+
+    async def _error(self, code: str, message: str, close: int | None = None) -> None:
+        await self.send_json({"type": "error", "code": code, "message": message})
+        if close:
+            await self.close(code=close)
+
+    async def send_json(self, content: dict) -> None:
+        await self.send(text_data=orjson.dumps(content).decode())

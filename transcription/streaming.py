@@ -69,6 +69,30 @@ def repeats_itself(words: list[Word], ngram: int = 3, times: int = 3) -> bool:
     return False
 
 
+def transcribe_words(audio: np.ndarray, offset: float, options: engine.Options, prompt: str = "") -> list[Word]:
+    """Timed words of `audio`, which starts at stream time `offset`, from the shared live model."""
+    model = engine.get_model(options.model, options.compute_type, live=True)
+    segments, _ = model.transcribe(
+        audio,
+        language=options.language or None,
+        beam_size=1,
+        word_timestamps=True,
+        initial_prompt=prompt or None,
+        condition_on_previous_text=False,
+        # Greedy only: a fallback re-decode would double a call's time; loops are caught by
+        # repeats_itself instead.
+        temperature=0.0,
+        compression_ratio_threshold=2.4,
+        no_speech_threshold=0.6,
+        vad_filter=False,  # the policy runs VAD itself; this keeps timestamps exact
+    )
+    return [
+        Word(float(offset + w.start), float(offset + w.end), w.word, float(w.probability))
+        for seg in segments
+        for w in (seg.words or ())
+    ]
+
+
 class LocalAgreement:
     """One live stream's state. Not thread-safe: one `process()` at a time per stream."""
 
@@ -88,6 +112,7 @@ class LocalAgreement:
         self.hypothesis: list[Word] = []  # the last call's uncommitted words
         self.vad = VadOptions(min_silence_duration_ms=300, speech_pad_ms=100)
         self.vad_checked_until = 0.0
+        self.processed_until = 0.0  # stream time up to which audio was handed to a process()
         self.last_speech_end: float | None = None  # stream time speech was last heard
 
     @property
@@ -103,6 +128,7 @@ class LocalAgreement:
 
     def process(self) -> Update:
         """Transcribe the buffer; commit what the last two hypotheses agree on."""
+        self.processed_until = self.received_seconds
         self._listen()
         if self.last_speech_end is None or self.last_speech_end <= self.buffer_start:
             # Silence: commit the pending tail (the speaker stopped), keep only the last second.
@@ -138,29 +164,10 @@ class LocalAgreement:
         self.vad_checked_until = self.received_seconds
 
     def _transcribe(self) -> list[Word]:
-        model = engine.get_model(self.options.model, self.options.compute_type, live=True)
         # Committed text from before the buffer as the prompt keeps context across cuts (text
         # that is also in the buffer's audio would make the model skip or repeat it).
-        prompt = text_of([w for w in self.committed[-PROMPT_WORDS:] if w.end <= self.buffer_start + 0.01]) if PROMPT_WORDS else ""
-        segments, _ = model.transcribe(
-            self.buffer,
-            language=self.options.language or None,
-            beam_size=1,
-            word_timestamps=True,
-            initial_prompt=prompt or None,
-            condition_on_previous_text=False,
-            # Greedy only: a fallback re-decode would double a call's time; loops are caught
-            # by repeats_itself instead.
-            temperature=0.0,
-            compression_ratio_threshold=2.4,
-            no_speech_threshold=0.6,
-            vad_filter=False,  # already known to hold speech; keeps timestamps exact
-        )
-        return [
-            Word(self.buffer_start + w.start, self.buffer_start + w.end, w.word, w.probability)
-            for seg in segments
-            for w in (seg.words or ())
-        ]
+        before = [w for w in self.committed[-PROMPT_WORDS:] if w.end <= self.buffer_start + 0.01] if PROMPT_WORDS else []
+        return transcribe_words(self.buffer, self.buffer_start, self.options, text_of(before))
 
     def _unseen(self, words: list[Word]) -> list[Word]:
         """The hypothesis past what is committed. Timestamps jitter between calls, so words
@@ -205,3 +212,48 @@ class LocalAgreement:
         before = self.buffer_start
         self._cut(max(self.buffer_start, self.received_seconds - keep_seconds))
         return self.buffer_start - before
+
+
+class NaiveWindow:
+    """The baseline the benchmark compares against: re-transcribe the last WINDOW seconds on
+    every step; a word becomes final once it has slid out of the window."""
+
+    WINDOW_SECONDS = 10.0
+
+    def __init__(self, options: engine.Options | None = None):
+        self.options = (options or engine.Options()).resolved()
+        self.buffer = np.zeros(0, dtype=np.float32)
+        self.buffer_start = 0.0
+        self.committed: list[Word] = []
+        self.hypothesis: list[Word] = []
+        self.processed_until = 0.0
+
+    @property
+    def received_seconds(self) -> float:
+        return self.buffer_start + len(self.buffer) / SAMPLE_RATE
+
+    def insert_audio(self, audio: np.ndarray) -> None:
+        self.buffer = np.concatenate([self.buffer, audio.astype(np.float32, copy=False)])
+        drop = len(self.buffer) - int(self.WINDOW_SECONDS * SAMPLE_RATE)
+        if drop > 0:
+            self.buffer = self.buffer[drop:]
+            self.buffer_start += drop / SAMPLE_RATE
+
+    def process(self) -> Update:
+        self.processed_until = self.received_seconds
+        until = self.committed[-1].end if self.committed else 0.0
+        # What slid out of the window is final, as last heard.
+        leaving = [w for w in self.hypothesis if w.end <= self.buffer_start]
+        self.committed += leaving
+        until = self.committed[-1].end if self.committed else until
+        words = transcribe_words(self.buffer, self.buffer_start, self.options)
+        self.hypothesis = [w for w in words if w.start >= until - 0.05]
+        return Update(committed=leaving, partial=list(self.hypothesis), inferred=True)
+
+    def finish(self) -> list[Word]:
+        rest, self.hypothesis = self.hypothesis, []
+        self.committed += rest
+        return rest
+
+    def skip_to_now(self, keep_seconds: float) -> float:
+        return 0.0  # it only ever looks at the last window anyway
