@@ -25,19 +25,31 @@ CHROMIUM_FLAGS = [
 ]
 
 
-@pytest.fixture
-def browser(tmp_path):
+def start_chromium(profile, extra_flags=()):
     chromium = shutil.which("chromium")
     driver_path = shutil.which("chromedriver")
     assert chromium and driver_path, "Debian's chromium and chromium-driver are needed: make install"
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
-    for flag in CHROMIUM_FLAGS + [f"--user-data-dir={tmp_path / 'profile'}"]:
+    for flag in [*CHROMIUM_FLAGS, *extra_flags, f"--user-data-dir={profile}"]:
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
     driver.set_page_load_timeout(60)
+    return driver
+
+
+@pytest.fixture
+def browser(tmp_path):
+    driver = start_chromium(tmp_path / "profile")
     yield driver
     driver.quit()
+
+
+def log_in(browser, server, path):
+    browser.get(f"{server}{path}")
+    browser.find_element(By.NAME, "username").send_keys("alice")
+    browser.find_element(By.NAME, "password").send_keys(PASSWORD)
+    browser.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
 
 
 @pytest.fixture(scope="module")
@@ -72,3 +84,33 @@ def test_log_in_upload_and_see_the_transcript(daphne_server, browser, alice, lon
     assert browser.find_element(By.ID, "status").text == "Done"
     assert browser.execute_script("return document.body.dataset.sameDocument") == "yes"
     assert browser.find_elements(By.CSS_SELECTOR, "#transcript .segments li .time")
+
+
+def test_the_live_page_shows_spoken_words_as_they_are_said(daphne_server, alice, long_speech, tmp_path):
+    # Chromium's fake microphone plays the file (looped) into getUserMedia.
+    browser = start_chromium(tmp_path / "profile", [
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-audio-capture={long_speech}",
+        "--autoplay-policy=no-user-gesture-required",
+    ])
+    try:
+        log_in(browser, daphne_server, "/recordings/live")
+        WebDriverWait(browser, 20).until(EC.element_to_be_clickable((By.ID, "live-start"))).click()
+        WebDriverWait(browser, 20).until(EC.text_to_be_present_in_element((By.ID, "live-status"), "Listening"))
+        # Words become final (committed text) while the audio is still playing.
+        try:
+            WebDriverWait(browser, 60).until(EC.text_to_be_present_in_element((By.ID, "live-committed"), "fox"))
+        except Exception:
+            state = {i: browser.find_element(By.ID, i).text for i in ("live-status", "live-committed", "live-partial", "live-notice")}
+            state["samples"] = browser.execute_script("return document.getElementById('live').dataset.samples")
+            logs = browser.get_log("browser") if hasattr(browser, "get_log") else []
+            raise AssertionError(f"{state} {logs}")
+        committed = browser.find_element(By.ID, "live-committed").text
+        assert "report" in committed.lower() or "dog" in committed.lower(), committed
+        browser.find_element(By.ID, "live-stop").click()
+        saved = WebDriverWait(browser, 60).until(EC.presence_of_element_located((By.ID, "live-saved")))
+        saved.click()
+        WebDriverWait(browser, 20).until(EC.text_to_be_present_in_element((By.ID, "transcript"), "fox"))
+    finally:
+        browser.quit()

@@ -75,3 +75,9 @@ def delete(request, pk: int):
     delete_recording(recording)
     messages.success(request, f"Deleted “{recording.title}”.")
     return redirect("recording-list")
+
+
+@login_required
+@require_GET
+def live(request):
+    return render(request, "transcription/live.html")
