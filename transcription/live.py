@@ -169,6 +169,7 @@ class LiveSession:
             "start": round(partial[0].start, 3) if partial else None,
             "end": round(partial[-1].end, 3) if partial else None,
             "text": text_of(partial),
+            "words": [w.as_dict() for w in partial],
         })
 
     async def stop(self) -> Recording | None:
