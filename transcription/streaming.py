@@ -19,6 +19,7 @@ SAMPLE_RATE = engine.SAMPLE_RATE
 # The last few committed words before the buffer prompt the model: more context costs more
 # time than it saves errors (benchmarks/live.py).
 PROMPT_WORDS = 8
+LIVE_BEAM = 1  # beam 2 measured no better in real time (benchmarks/live.py), and slower
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,7 @@ def transcribe_words(audio: np.ndarray, offset: float, options: engine.Options, 
     segments, _ = model.transcribe(
         audio,
         language=options.language or None,
-        beam_size=1,
+        beam_size=LIVE_BEAM,
         word_timestamps=True,
         initial_prompt=prompt or None,
         condition_on_previous_text=False,
@@ -216,7 +217,8 @@ class LocalAgreement:
 
 class NaiveWindow:
     """The baseline the benchmark compares against: re-transcribe the last WINDOW seconds on
-    every step; a word becomes final once it has slid out of the window."""
+    every step; a word becomes final once it is half a window old (then it was heard with
+    context on both sides), as last heard."""
 
     WINDOW_SECONDS = 10.0
 
@@ -242,13 +244,12 @@ class NaiveWindow:
     def process(self) -> Update:
         self.processed_until = self.received_seconds
         until = self.committed[-1].end if self.committed else 0.0
-        # What slid out of the window is final, as last heard.
-        leaving = [w for w in self.hypothesis if w.end <= self.buffer_start]
-        self.committed += leaving
-        until = self.committed[-1].end if self.committed else until
-        words = transcribe_words(self.buffer, self.buffer_start, self.options)
-        self.hypothesis = [w for w in words if w.start >= until - 0.05]
-        return Update(committed=leaving, partial=list(self.hypothesis), inferred=True)
+        words = [w for w in transcribe_words(self.buffer, self.buffer_start, self.options) if w.start >= until - 0.05]
+        settled = self.received_seconds - self.WINDOW_SECONDS / 2
+        final = [w for w in words if w.end <= settled]
+        self.committed += final
+        self.hypothesis = words[len(final):]
+        return Update(committed=final, partial=list(self.hypothesis), inferred=True)
 
     def finish(self) -> list[Word]:
         rest, self.hypothesis = self.hypothesis, []
