@@ -194,6 +194,7 @@ async def test_a_dropped_connection_resumes_its_session(alice, speech):
     session_id = (await ws.receive_json_from(timeout=10))["session"]
     for frame in frames[:half]:
         await ws.send_to(bytes_data=frame)
+        await asyncio.sleep(FRAME_SECONDS)
     await ws.disconnect()
 
     again = await connected(alice)
@@ -203,7 +204,7 @@ async def test_a_dropped_connection_resumes_its_session(alice, speech):
     assert ready["received"] == sum(len(f) for f in frames[:half]) // 2
     for frame in frames[half:]:
         await again.send_to(bytes_data=frame)
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(FRAME_SECONDS)
     await again.send_json_to({"type": "stop"})
     messages = await drain(again, "saved")
     recording = await Recording.objects.select_related("transcript").aget(pk=messages[-1]["recording"])
@@ -222,3 +223,19 @@ async def test_an_idle_socket_outlives_the_channel_layers_blocking_wait(alice):
     await asyncio.sleep(7)
     await ws.send_json_to({"type": "stop"})
     assert (await drain(ws, "saved"))[-1]["type"] == "saved"
+
+
+async def test_a_stream_that_falls_behind_skips_ahead_and_is_told(alice, speech, settings):
+    settings.LIVE_MAX_LAG_SECONDS = 1.0
+    path, _ = speech
+    ws = await connected(alice)
+    await ws.send_json_to({"type": "start"})
+    await ws.receive_json_from(timeout=10)
+    for frame in pcm16_frames(path) * 3:  # ~20 s of audio at once: far more than real time
+        await ws.send_to(bytes_data=frame)
+    lagging = await drain(ws, "lagging", timeout=30)
+    await ws.send_json_to({"type": "stop"})
+    messages = lagging + await drain(ws, "saved")
+    lagging = [m for m in messages if m["type"] == "lagging"]
+    assert lagging and lagging[0]["skipped"] > 0 and lagging[0]["behind"] > 1.0
+    assert messages[-1]["recording"]  # the session went on to the end
