@@ -136,7 +136,7 @@ CHANNEL_LAYERS = {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         # redis-py 8 times a read out after 5 s by default, exactly channels_redis's blocking-pop
         # wait: an idle consumer would then crash. Reads may wait longer than the pop.
-        "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30}], "prefix": "wa-channels"},
+        "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 10}], "prefix": "wa-channels"},
     }
 }
 

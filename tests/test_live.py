@@ -21,6 +21,14 @@ pytestmark = pytest.mark.django_db(transaction=True)
 FRAME_SECONDS = 0.2
 
 
+@pytest.fixture(autouse=True)
+def no_leftover_sessions():
+    # Sessions live in a per-process registry; one a test left waiting for a resume must not
+    # count against the next test's stream limit (user ids are reused).
+    yield
+    live._sessions.clear()
+
+
 def live_socket(cookie=None, origin=b"http://127.0.0.1:8000"):
     headers = [(b"origin", origin)]
     if cookie:
@@ -43,12 +51,15 @@ async def connected(user, **kw):
 
 
 async def drain(ws, until_type, timeout=60):
+    """Messages up to the first of `until_type`; after "saved" the socket is also closed."""
     messages = []
     deadline = time.monotonic() + timeout
     while True:
         message = await ws.receive_json_from(timeout=max(0.1, deadline - time.monotonic()))
         messages.append(message)
         if message["type"] == until_type:
+            if until_type == "saved":
+                await ws.disconnect()
             return messages
 
 
@@ -77,6 +88,7 @@ async def test_speech_streamed_in_real_time_comes_back_as_partial_then_final_tex
     finals_before_stop = [m for m in messages if m["type"] == "final"]
     await ws.send_json_to({"type": "stop"})
     await asyncio.wait_for(listener, 60)
+    await ws.disconnect()
 
     assert partials_before_stop, f"no partial text while speaking: {messages}"
     assert finals_before_stop, "nothing became final while speaking"
@@ -140,6 +152,7 @@ async def test_bad_frames_get_an_error_and_a_close_code(alice, first, frame, cod
     message = await ws.receive_json_from(timeout=10)
     assert message["type"] == "error" and message["code"] == error
     assert (await ws.receive_output(timeout=10)) == {"type": "websocket.close", "code": code}
+    await ws.disconnect()  # as a client would after the close: the consumer can end
 
 
 async def test_bad_text_messages_get_an_error_and_the_stream_goes_on(alice, speech):
@@ -176,6 +189,7 @@ async def test_open_streams_per_user_are_limited(alice, bob, settings):
     message = await second.receive_json_from(timeout=10)
     assert message["code"] == "too_many_streams"
     assert (await second.receive_output(timeout=10))["code"] == 4429
+    await second.disconnect()
     # Bob is not limited by Alice's stream.
     bobs = await connected(bob)
     await bobs.send_json_to({"type": "start"})
