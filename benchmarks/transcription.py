@@ -149,7 +149,6 @@ def layouts(audio: Path, duration: float, args) -> None:
     config = dict(audio=str(audio), compute_type=settings.WHISPER_COMPUTE_TYPE, beam=settings.WHISPER_BEAM_SIZE,
                   pipeline=pipeline, repeat=args.repeat, raw=False)
     for procs, threads in sorted({(1, cores), (cores, 1), (cores, cores)}):
-        started = time.perf_counter()
         children = [
             subprocess.Popen([sys.executable, __file__, "--child", json.dumps(config)], env=child_env(threads),
                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT)

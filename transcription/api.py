@@ -10,7 +10,7 @@ from datetime import datetime
 import orjson
 from django.conf import settings
 from django.db.models import Q
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest
 from django.shortcuts import get_object_or_404
 from ninja import Field, File, Form, NinjaAPI, Query, Schema
 from ninja.responses import Status

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import transaction
@@ -188,8 +189,6 @@ class LiveSession:
         _sessions.pop(self.id, None)
         if not self.pcm:
             return None
-        from asgiref.sync import sync_to_async
-
         return await sync_to_async(save_recording)(self)
 
 
