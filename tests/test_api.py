@@ -170,7 +170,8 @@ def test_large_responses_are_compressed(alice, alice_key):
     assert not small.has_header("Content-Encoding")  # not worth it under 500 bytes
 
 
-def test_the_openapi_schema_is_served(alice, alice_key):
+def test_the_openapi_schema_is_served_to_signed_in_users(alice, alice_key):
+    assert Client().get("/api/openapi.json").status_code == 302  # to the login page
     client = Client()
     client.force_login(alice)
     schema = client.get("/api/openapi.json").json()

@@ -9,6 +9,7 @@ from datetime import datetime
 
 import orjson
 from django.conf import settings
+from django.contrib.auth.decorators import login_required
 from django.db.models import Q
 from django.http import HttpRequest
 from django.shortcuts import get_object_or_404
@@ -48,6 +49,7 @@ api = NinjaAPI(
     renderer=ORJSONRenderer(),
     auth=[ApiKey(), django_auth],
     urls_namespace="api",
+    docs_decorator=login_required,  # the schema and docs page are for signed-in users too
 )
 
 
