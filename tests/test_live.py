@@ -209,6 +209,8 @@ async def test_a_dropped_connection_resumes_its_session(alice, speech):
     for frame in frames[:half]:
         await ws.send_to(bytes_data=frame)
         await asyncio.sleep(FRAME_SECONDS)
+    # While the first socket is still attached, nobody else can feed the session.
+    assert live.LiveSession.resume(alice.id, session_id) is None
     await ws.disconnect()
 
     again = await connected(alice)

@@ -81,6 +81,8 @@ class LiveSession:
         session = _sessions.get(session_id)
         if session is None or session.user_id != user_id or session.closed:
             return None
+        if session.send is not None:
+            return None  # still attached to a live socket: one feed per session
         if session._expiry:
             session._expiry.cancel()
             session._expiry = None
