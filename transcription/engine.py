@@ -10,6 +10,7 @@ import re
 import threading
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO
@@ -170,6 +171,20 @@ def get_model(model: str | None = None, compute_type: str | None = None, *, live
         return _models[key]
 
 
+@contextmanager
+def _open_audio(source, unreadable: str):
+    """An opened container with an audio track; FFmpeg's errors (opening or decoding) become
+    AudioDecodeError starting with `unreadable`."""
+    try:
+        with av.open(source, metadata_errors="ignore") as container:
+            if not container.streams.audio:
+                raise AudioDecodeError("This file has no audio track: it is not an audio or video file we can read.")
+            yield container
+    except av.error.FFmpegError as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise AudioDecodeError(f"{unreadable} ({reason}).") from exc
+
+
 def decode_audio(source: str | Path | BinaryIO) -> np.ndarray:
     """Decode any format FFmpeg (through PyAV) reads to 16 kHz mono float32, in memory.
 
@@ -179,15 +194,8 @@ def decode_audio(source: str | Path | BinaryIO) -> np.ndarray:
     if isinstance(source, Path):
         source = str(source)
     try:
-        with av.open(source, metadata_errors="ignore") as container:
-            if not container.streams.audio:
-                raise AudioDecodeError("This file has no audio track: it is not an audio or video file we can read.")
+        with _open_audio(source, "This file could not be read as audio") as container:
             audio = _decode_stream(container, container.streams.audio[0])
-    except AudioDecodeError:
-        raise
-    except av.error.FFmpegError as exc:
-        reason = getattr(exc, "strerror", None) or str(exc)
-        raise AudioDecodeError(f"This file could not be read as audio ({reason}).") from exc
     except (ValueError, IndexError, OSError) as exc:
         raise AudioDecodeError(f"This file could not be read as audio ({exc}).") from exc
     if audio.size == 0:
@@ -233,14 +241,9 @@ def _decode_stream(container, stream) -> np.ndarray:
 def probe_audio(uploaded) -> None:
     """Check that an upload (a Django UploadedFile) is a container with an audio track."""
     path = getattr(uploaded, "temporary_file_path", None)
-    source = path() if path else uploaded
     try:
-        with av.open(source, metadata_errors="ignore") as container:
-            if not container.streams.audio:
-                raise AudioDecodeError("This file has no audio track: it is not an audio or video file we can read.")
-    except av.error.FFmpegError as exc:
-        reason = getattr(exc, "strerror", None) or str(exc)
-        raise AudioDecodeError(f"This file is not an audio or video file we can read ({reason}).") from exc
+        with _open_audio(path() if path else uploaded, "This file is not an audio or video file we can read"):
+            pass
     finally:
         uploaded.seek(0)
 
