@@ -16,7 +16,14 @@ CLOSE_UNAUTHENTICATED = 4401
 CLOSE_NOT_FOUND = 4404
 
 
-class RecordingProgressConsumer(AsyncWebsocketConsumer):
+class JsonConsumer(AsyncWebsocketConsumer):
+    """Server messages are JSON text frames, serialised with orjson."""
+
+    async def send_json(self, content: dict) -> None:
+        await self.send(text_data=orjson.dumps(content).decode())
+
+
+class RecordingProgressConsumer(JsonConsumer):
     """Server-to-page only: whatever the page sends (text, bytes, garbage) is ignored."""
 
     async def connect(self):
@@ -46,9 +53,6 @@ class RecordingProgressConsumer(AsyncWebsocketConsumer):
     async def recording_progress(self, event):
         await self.send_json(event["data"])
 
-    async def send_json(self, content: dict) -> None:
-        await self.send(text_data=orjson.dumps(content).decode())
-
     @database_sync_to_async
     def _owned_recording(self, user, pk):
         return Recording.objects.owned_by(user).filter(pk=pk).first()
@@ -61,7 +65,7 @@ CLOSE_TOO_MANY_STREAMS = 4429
 CLOSE_FRAME_TOO_LARGE = 1009  # RFC 6455 "message too big"
 
 
-class LiveTranscriptionConsumer(AsyncWebsocketConsumer):
+class LiveTranscriptionConsumer(JsonConsumer):
     """Binary PCM16 audio in; ready / partial / final / lagging / error / saved out (JSON)."""
 
     session: live.LiveSession | None = None
@@ -151,6 +155,3 @@ class LiveTranscriptionConsumer(AsyncWebsocketConsumer):
         await self.send_json({"type": "error", "code": code, "message": message})
         if close:
             await self.close(code=close)
-
-    async def send_json(self, content: dict) -> None:
-        await self.send(text_data=orjson.dumps(content).decode())
