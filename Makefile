@@ -6,6 +6,8 @@ PYTHON ?= python3
 VENV := .venv
 VENV_STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements.lock | sha1sum | cut -c1-12)
 NEO4J_LAUNCHER := graph/neo4j/target/lib/.built
+# Page scripts that use npm packages (the graph explorer's Cytoscape.js), bundled by esbuild.
+JS_BUNDLE := static/dist/graph.js
 APT_PACKAGES := redis-server espeak-ng chromium chromium-driver openjdk-17-jdk-headless maven python3-venv
 # A command of each package above: if any is missing, install them all.
 APT_COMMANDS := redis-server espeak-ng chromium chromedriver java mvn
@@ -21,7 +23,7 @@ run: install
 test: install
 	$(VENV)/bin/pytest
 
-install: system-packages $(VENV_STAMP) $(NEO4J_LAUNCHER)
+install: system-packages $(VENV_STAMP) $(NEO4J_LAUNCHER) $(JS_BUNDLE)
 
 system-packages:
 	@for cmd in $(APT_COMMANDS); do command -v $$cmd >/dev/null || missing=1; done; \
@@ -41,6 +43,10 @@ $(VENV_STAMP): requirements.txt requirements.lock
 $(NEO4J_LAUNCHER): graph/neo4j/pom.xml $(wildcard graph/neo4j/src/main/java/assistant/neo4j/*.java)
 	cd graph/neo4j && mvn --quiet --batch-mode package
 	touch $@
+
+$(JS_BUNDLE): package.json package-lock.json $(wildcard frontend/*.js)
+	npm ci --no-audit --no-fund --loglevel=error
+	npm run --silent build
 
 # Removes every local data dir (database, uploads, Redis and Neo4j data).
 clean-var:

@@ -159,6 +159,11 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 # the whole machine (45x real time here vs 34x on one thread); under load the two share it at
 # 91 % of the throughput of single-thread workers (62x vs 68x). benchmarks/transcription.py, "layouts".
 CELERY_WORKER_CONCURRENCY = env_int("CELERY_WORKER_CONCURRENCY", CPU_COUNT, minimum=1)
+# The worker runs beat (-B, Procfile): the graph outbox is swept every minute, so a change whose
+# task was lost or gave up during a long Neo4j outage is still applied.
+CELERY_BEAT_SCHEDULE = {
+    "apply-graph-changes": {"task": "graph.tasks.apply_graph_changes", "schedule": 60.0},
+}
 
 # --- Neo4j (neomodel 7): https://neomodel.readthedocs.io/en/latest/configuration.html
 # The launcher in graph/neo4j runs without auth on loopback; the credentials are then ignored.
@@ -167,6 +172,11 @@ NEO4J_BOLT_URL = env_url(
     os.environ.get("NEOMODEL_DATABASE_URL") or "bolt://neo4j:neo4j@127.0.0.1:7687",
     schemes={"bolt", "bolt+s", "bolt+ssc", "neo4j", "neo4j+s", "neo4j+ssc"},
 )
+# Cached graph reads are invalidated on every write to the user's graph (graph/cache.py); this
+# only bounds how long an unused entry occupies Redis.
+GRAPH_CACHE_SECONDS = env_int("GRAPH_CACHE_SECONDS", 3600, minimum=1)
+# Results per page of the search (page, API).
+GRAPH_SEARCH_PAGE_SIZE = env_int("GRAPH_SEARCH_PAGE_SIZE", 20, minimum=1)
 
 # --- Whisper (faster-whisper): https://github.com/SYSTRAN/faster-whisper#usage
 # WHISPER_MODELS are the models a request may choose: "name" or "name=/path/to/ct2-model".

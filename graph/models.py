@@ -1,40 +1,28 @@
-"""The knowledge graph (neomodel on Neo4j), derived from the relational database.
+"""The graph's outbox, in the relational database (the graph's own schema is in nodes.py).
 
-Keys: `uid` on every node is the relational primary key (as a string), or for segments
-"<recording id>:<index>", so the graph can always be rebuilt from the database.
+A change to a recording that the graph must follow is written here in the same transaction as the
+change itself, so it can never be lost: if Neo4j is away, the row waits until a worker applies it.
 """
 
-from neomodel import (
-    FloatProperty,
-    IntegerProperty,
-    RelationshipTo,
-    StringProperty,
-    StructuredNode,
-)
+from django.db import models
+from django.utils import timezone
 
 
-class User(StructuredNode):
-    uid = StringProperty(unique_index=True, required=True)
-    username = StringProperty()
+class GraphChange(models.Model):
+    class Kind(models.TextChoices):
+        WRITE = "write", "Write"
+        DELETE = "delete", "Delete"
 
-    recordings = RelationshipTo("Recording", "OWNS")
+    # Plain ids, not foreign keys: a deletion must outlive the deleted recording.
+    recording_id = models.BigIntegerField()
+    owner_id = models.BigIntegerField()
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    created_at = models.DateTimeField(default=timezone.now)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
 
+    class Meta:
+        indexes = [models.Index(fields=["recording_id"])]
 
-class Recording(StructuredNode):
-    uid = StringProperty(unique_index=True, required=True)
-    title = StringProperty()
-    duration = FloatProperty()
-    language = StringProperty()
-    created_at = StringProperty()
-
-    segments = RelationshipTo("Segment", "HAS_SEGMENT")
-
-
-class Segment(StructuredNode):
-    uid = StringProperty(unique_index=True, required=True)
-    index = IntegerProperty(index=True)
-    start = FloatProperty()
-    end = FloatProperty()
-    text = StringProperty()
-
-    next = RelationshipTo("Segment", "NEXT")
+    def __str__(self):
+        return f"{self.kind} recording {self.recording_id}"

@@ -1,10 +1,21 @@
-"""Batched graph writes: one UNWIND query per transcript, never one round trip per node."""
+"""Batched graph writes: a recording and all it says go in one transaction of a few UNWIND queries.
+
+Idempotent: nodes are MERGEd on their unique `uid`; a recording's links to entities, topics and
+speakers are cleared and made again, and CO_OCCURS weights (the number of recordings that mention
+both entities) are taken off for the old links and added for the new ones, so writing the same
+recording twice changes nothing. The number of queries does not grow with the transcript.
+"""
+
+import hashlib
+from itertools import combinations
 
 import neo4j.exceptions
 from django.utils import timezone
 from neomodel import db
 
 from transcription.models import Recording
+
+from . import cache, extraction
 
 # What "Neo4j is away" looks like to a writer; anything else is a bug and should surface.
 GRAPH_UNAVAILABLE = (
@@ -15,8 +26,41 @@ GRAPH_UNAVAILABLE = (
     OSError,
 )
 
-# Idempotent: MERGE on the unique keys; segments past the new count (a re-transcription that
-# came out shorter) are removed, then NEXT links the segments in order.
+# Entities per recording that get CO_OCCURS pairs: bounds the pairs at 435 per recording.
+MAX_LINKED_ENTITIES = 30
+
+
+def node_uid(owner: str, kind: str, key: str) -> str:
+    """Stable id of a node merged per user by name: the same name is the same node."""
+    return hashlib.sha1(f"{owner}\x1f{kind}\x1f{key}".encode()).hexdigest()[:16]
+
+
+# Takes the recording's old links away (and their share of CO_OCCURS weights) and reports which
+# nodes they pointed at, so those left with no links can be removed afterwards.
+CLEAR_LINKS = """
+OPTIONAL MATCH (r:Recording {uid: $uid})-[:MENTIONS]->(a:Entity), (r)-[:MENTIONS]->(b:Entity)
+WHERE a.uid < b.uid
+OPTIONAL MATCH (a)-[c:CO_OCCURS]->(b)
+SET c.weight = c.weight - 1
+WITH collect(CASE WHEN c.weight <= 0 THEN c END) AS spent
+FOREACH (c IN spent | DELETE c)
+WITH 1 AS one
+OPTIONAL MATCH (r:Recording {uid: $uid})-[m:MENTIONS]->(e:Entity)
+WITH collect(e.uid) AS entities, collect(m) AS mentions
+FOREACH (m IN mentions | DELETE m)
+WITH entities
+OPTIONAL MATCH (:Recording {uid: $uid})-[a:ABOUT]->(t:Topic)
+WITH entities, collect(t.uid) AS topics, collect(a) AS abouts
+FOREACH (a IN abouts | DELETE a)
+WITH entities, topics
+OPTIONAL MATCH (:Recording {uid: $uid})-[:HAS_SEGMENT]->(:Segment)-[s:SPOKEN_BY]->(p:Speaker)
+WITH entities, topics, collect(DISTINCT p.uid) AS speakers, collect(s) AS spoken
+FOREACH (s IN spoken | DELETE s)
+RETURN entities, topics, speakers
+"""
+
+# Segments past the new count (a re-transcription that came out shorter) are removed, then NEXT
+# links the segments in order.
 WRITE_RECORDING = """
 MERGE (u:User {uid: $user.uid})
 SET u.username = $user.username
@@ -31,7 +75,8 @@ FOREACH (s IN stale | DETACH DELETE s)
 WITH r
 UNWIND $segments AS seg
 MERGE (s:Segment {uid: seg.uid})
-SET s.index = seg.index, s.start = seg.start, s.end = seg.end, s.text = seg.text
+SET s.owner = $recording.owner, s.recording = $recording.uid, s.index = seg.index,
+    s.start = seg.start, s.end = seg.end, s.text = seg.text
 MERGE (r)-[:HAS_SEGMENT]->(s)
 WITH s ORDER BY s.index
 WITH collect(s) AS ordered
@@ -40,33 +85,133 @@ WITH ordered[i] AS a, ordered[i + 1] AS b
 MERGE (a)-[:NEXT]->(b)
 """
 
+WRITE_ENTITIES = """
+MATCH (r:Recording {uid: $uid})
+UNWIND $entities AS item
+MERGE (e:Entity {uid: item.uid})
+ON CREATE SET e.owner = $owner, e.name = item.name, e.key = item.key, e.type = item.type
+CREATE (r)-[:MENTIONS {count: item.count, segments: item.segments}]->(e)
+WITH DISTINCT r
+UNWIND $pairs AS pair
+MATCH (a:Entity {uid: pair[0]})
+WITH a, pair
+MATCH (b:Entity {uid: pair[1]})
+MERGE (a)-[c:CO_OCCURS]->(b)
+SET c.weight = coalesce(c.weight, 0) + 1
+"""
+
+WRITE_TOPICS = """
+MATCH (r:Recording {uid: $uid})
+UNWIND $topics AS item
+MERGE (t:Topic {uid: item.uid})
+ON CREATE SET t.owner = $owner, t.name = item.name
+CREATE (r)-[:ABOUT {weight: item.weight}]->(t)
+"""
+
+WRITE_SPEAKERS = """
+UNWIND $speakers AS item
+MERGE (p:Speaker {uid: item.uid})
+ON CREATE SET p.owner = $owner, p.name = item.name
+WITH p, item
+UNWIND item.segments AS segment_uid
+MATCH (s:Segment {uid: segment_uid})
+CREATE (s)-[:SPOKEN_BY]->(p)
+"""
+
+# Merged nodes that no recording points at any more.
+DROP_ORPHANS = """
+UNWIND $entities AS uid
+MATCH (e:Entity {uid: uid}) WHERE NOT (e)<-[:MENTIONS]-()
+DETACH DELETE e
+WITH count(*) AS done
+UNWIND $topics AS uid
+MATCH (t:Topic {uid: uid}) WHERE NOT (t)<-[:ABOUT]-()
+DELETE t
+WITH count(*) AS done
+UNWIND $speakers AS uid
+MATCH (p:Speaker {uid: uid}) WHERE NOT (p)<-[:SPOKEN_BY]-()
+DELETE p
+"""
+
 
 def recording_params(recording: Recording) -> dict:
+    """Everything the graph holds about a transcribed recording, from the database."""
     transcript = recording.transcript
-    segments = list(transcript.segments.order_by("index").values("index", "start", "end", "text"))
+    owner = str(recording.owner_id)
+    segments = list(
+        transcript.segments.order_by("index").values("index", "start", "end", "text", "speaker")
+    )
+    texts = [s["text"] for s in segments]
+    found = extraction.entities(texts)
+    speakers: dict[str, dict] = {}
+    for s in segments:
+        if s["speaker"]:
+            uid = node_uid(owner, "speaker", extraction.normalise(s["speaker"]))
+            speaker = speakers.setdefault(uid, {"uid": uid, "name": s["speaker"], "segments": []})
+            speaker["segments"].append(f"{recording.id}:{s['index']}")
     return {
-        "user": {"uid": str(recording.owner_id), "username": recording.owner.get_username()},
+        "user": {"uid": owner, "username": recording.owner.get_username()},
         "recording": {
             "uid": str(recording.id),
+            "owner": owner,
             "title": recording.title,
             "duration": recording.duration,
             "language": transcript.language,
             "created_at": recording.created_at.isoformat(),
         },
-        "segments": [{**s, "uid": f"{recording.id}:{s['index']}"} for s in segments],
+        "segments": [
+            {k: s[k] for k in ("index", "start", "end", "text")} | {"uid": f"{recording.id}:{s['index']}"}
+            for s in segments
+        ],
+        "entities": [
+            {"uid": node_uid(owner, "entity", f.key), "name": f.name, "key": f.key, "type": f.type,
+             "count": f.count, "segments": f.segments}
+            for f in found
+        ],
+        "topics": [
+            {"uid": node_uid(owner, "topic", name), "name": name, "weight": weight}
+            for name, weight in extraction.topics(" ".join(texts))
+        ],
+        "speakers": list(speakers.values()),
     }
 
 
-def write_recording(recording_id: int) -> None:
-    """Write a transcribed recording, its ordered segments and its owner in one transaction."""
-    recording = Recording.objects.select_related("owner", "transcript").get(pk=recording_id)
-    params = recording_params(recording)
+def write_graph(params: dict) -> None:
+    """Write one recording as `recording_params` describes it, in one transaction."""
+    uid, owner = params["recording"]["uid"], params["recording"]["owner"]
+    linked = sorted(e["uid"] for e in params["entities"][:MAX_LINKED_ENTITIES])
     with db.write_transaction:
+        rows, _ = db.cypher_query(CLEAR_LINKS, {"uid": uid})
+        old_entities, old_topics, old_speakers = rows[0] if rows else ([], [], [])
         db.cypher_query(WRITE_RECORDING, params)
+        db.cypher_query(
+            WRITE_ENTITIES,
+            {"uid": uid, "owner": owner, "entities": params["entities"], "pairs": list(combinations(linked, 2))},
+        )
+        db.cypher_query(WRITE_TOPICS, {"uid": uid, "owner": owner, "topics": params["topics"]})
+        db.cypher_query(WRITE_SPEAKERS, {"owner": owner, "speakers": params["speakers"]})
+        db.cypher_query(
+            DROP_ORPHANS, {"entities": old_entities, "topics": old_topics, "speakers": old_speakers}
+        )
+    cache.graph_changed(owner)
+
+
+def write_recording(recording_id: int) -> bool:
+    """Write a transcribed recording to the graph. False if it no longer exists or has no transcript
+    (deleted, or re-queued meanwhile): there is nothing to write, and nothing is wrong."""
+    recording = (
+        Recording.objects.select_related("owner", "transcript")
+        .filter(pk=recording_id, status=Recording.Status.DONE)
+        .first()
+    )
+    if recording is None or not hasattr(recording, "transcript"):
+        return False
+    write_graph(recording_params(recording))
     Recording.objects.filter(pk=recording_id).update(graph_synced_at=timezone.now())
+    return True
 
 
-# A recording's segments go with it; the user node stays (it may own other recordings).
+# A recording's segments go with it; merged nodes only when nothing else points at them.
 DELETE_RECORDING = """
 MATCH (r:Recording {uid: $uid})
 OPTIONAL MATCH (r)-[:HAS_SEGMENT]->(s:Segment)
@@ -74,7 +219,30 @@ DETACH DELETE s, r
 """
 
 
-def delete_recording(recording_id: int) -> None:
+def delete_recording(recording_id: int, owner: str | None = None) -> None:
     """Remove a deleted recording's nodes; running it again (or for a never-written one) is a no-op."""
+    uid = str(recording_id)
     with db.write_transaction:
-        db.cypher_query(DELETE_RECORDING, {"uid": str(recording_id)})
+        rows, _ = db.cypher_query(CLEAR_LINKS, {"uid": uid})
+        old_entities, old_topics, old_speakers = rows[0] if rows else ([], [], [])
+        db.cypher_query(DELETE_RECORDING, {"uid": uid})
+        db.cypher_query(
+            DROP_ORPHANS, {"entities": old_entities, "topics": old_topics, "speakers": old_speakers}
+        )
+    if owner is not None:
+        cache.graph_changed(owner)
+
+
+# Label by label, so each goes through that label's owner index; in batches, so a large graph
+# never needs one huge transaction.
+DELETE_USER_NODES = """
+MATCH (n:{label}) WHERE n.owner = $owner
+CALL (n) {{ DETACH DELETE n }} IN TRANSACTIONS OF 5000 ROWS
+"""
+
+
+def delete_user_graph(owner: str) -> None:
+    """Everything derived for one user (their User node stays). Used by the rebuild command."""
+    for label in ("Segment", "Recording", "Entity", "Topic", "Speaker"):
+        db.cypher_query(DELETE_USER_NODES.format(label=label), {"owner": owner})
+    cache.graph_changed(owner)

@@ -39,3 +39,25 @@ def convert(source: Path, target: Path) -> Path:
 
 def words(text: str) -> set[str]:
     return {w.strip(".,!?;:").lower() for w in text.split() if w.strip(".,!?;:")}
+
+
+def make_transcribed(owner, title: str, texts: list[str], speakers: list[str] | None = None):
+    """A recording as the worker leaves it (done, transcript, timed segments), without inference."""
+    from django.utils import timezone
+
+    from transcription.models import Recording, Segment, Transcript
+
+    recording = Recording.objects.create(
+        owner=owner, title=title, audio=f"{title}.wav", status=Recording.Status.DONE, progress=1.0,
+        duration=2.0 * len(texts), finished_at=timezone.now(),
+    )
+    transcript = Transcript.objects.create(
+        recording=recording, text=" ".join(texts), language="en", model_name="tiny.en",
+        compute_type="int8", processing_seconds=0.1,
+    )
+    Segment.objects.bulk_create(
+        Segment(transcript=transcript, index=i, start=2.0 * i, end=2.0 * i + 2, text=text,
+                speaker=(speakers[i] if speakers else ""))
+        for i, text in enumerate(texts)
+    )
+    return recording

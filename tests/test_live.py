@@ -10,7 +10,7 @@ from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 
 from assistant_site.asgi import application
-from graph import models as g
+from graph import nodes as g
 from tests.factories import words
 from tests.test_progress_socket import session_cookie
 from transcription import engine, live

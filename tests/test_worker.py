@@ -11,7 +11,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
 
-from graph import models as g
+from graph import nodes as g
 from graph.connection import configure
 from tests.test_progress_socket import communicator, session_cookie
 from transcription.models import Recording

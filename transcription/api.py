@@ -231,3 +231,9 @@ def remove_recording(request: HttpRequest, recording_id: int):
     """Delete a recording, its audio file, its transcript and its part of the knowledge graph."""
     delete_recording(_owned(request, recording_id))
     return Status(204, None)
+
+
+# The knowledge graph's endpoints (search, entities, neighbourhoods) live with the graph app.
+from graph.api import router as graph_router  # noqa: E402 - after `api` exists
+
+api.add_router("", graph_router)

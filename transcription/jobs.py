@@ -12,6 +12,9 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from graph import outbox as graph_outbox
+from graph.models import GraphChange
+
 from . import engine
 from .models import Recording, Segment, Transcript
 from .progress import ProgressReporter, publish
@@ -77,6 +80,8 @@ def store_result(recording: Recording, result: engine.TranscriptionResult) -> bo
             )
             for s in result.segments
         )
+        # The graph follows in its own time: a Neo4j outage must never cost a transcript.
+        graph_outbox.record(GraphChange.Kind.WRITE, recording.pk, recording.owner_id)
     return True
 
 

@@ -22,6 +22,9 @@ from django.core.files.base import ContentFile
 from django.db import transaction
 from django.utils import timezone
 
+from graph import outbox as graph_outbox
+from graph.models import GraphChange
+
 from . import engine
 from .models import Recording, Segment, Transcript
 from .streaming import SAMPLE_RATE, LocalAgreement, NaiveWindow, Word, text_of
@@ -223,8 +226,6 @@ def segments_of(words: list[Word], max_words: int = 40, pause: float = 1.0) -> l
 def save_recording(session: LiveSession) -> Recording:
     """The session as a Recording like an upload's: its audio, transcript and segments, then the
     same graph write."""
-    from .tasks import sync_recording_graph
-
     words = session.transcriber.committed
     duration = session.received_samples / SAMPLE_RATE
     now = timezone.localtime()
@@ -263,5 +264,5 @@ def save_recording(session: LiveSession) -> Recording:
             )
             for i, group in enumerate(segments_of(words))
         )
-        sync_recording_graph.delay_on_commit(recording.id)
+        graph_outbox.record(GraphChange.Kind.WRITE, recording.id, recording.owner_id)
     return recording

@@ -91,6 +91,8 @@ class Segment(models.Model):
     start = models.FloatField()
     end = models.FloatField()
     text = models.TextField()
+    # Who spoke it, when known (an import with speaker labels); it becomes a Speaker in the graph.
+    speaker = models.CharField(max_length=100, blank=True)
     avg_logprob = models.FloatField(null=True, blank=True)
     no_speech_prob = models.FloatField(null=True, blank=True)
     compression_ratio = models.FloatField(null=True, blank=True)

@@ -4,7 +4,10 @@ from django.db import transaction
 
 from . import engine
 from .models import Recording
-from .tasks import delete_recording_graph, transcribe_recording
+from graph import outbox as graph_outbox
+from graph.models import GraphChange
+
+from .tasks import transcribe_recording
 
 
 def declared_length(request) -> int:
@@ -37,4 +40,4 @@ def delete_recording(recording: Recording) -> None:
         recording.delete()
         # The file goes only once the row is gone for good.
         transaction.on_commit(lambda: storage.delete(name) if name else None)
-        delete_recording_graph.delay_on_commit(recording_id)
+        graph_outbox.record(GraphChange.Kind.DELETE, recording_id, recording.owner_id)

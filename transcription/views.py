@@ -5,7 +5,7 @@ from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from . import exports
+from . import exports, media
 from .forms import UploadForm, too_large_message
 from .models import Recording
 from .uploads import accept_upload, declared_length, delete_recording
@@ -59,6 +59,13 @@ def transcript_fragment(request, pk: int):
     """The transcript as an HTML fragment, fetched by the page when the job finishes."""
     recording = _owned_recording(request, pk)
     return render(request, "transcription/_transcript.html", {"recording": recording})
+
+
+@login_required
+@require_GET
+def audio(request, pk: int):
+    """The recording's audio for the page's player; answers range requests so it can seek."""
+    return media.audio_response(request, _owned_recording(request, pk))
 
 
 @login_required

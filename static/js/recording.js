@@ -5,6 +5,8 @@ const progressEl = document.getElementById("progress");
 const errorEl = document.getElementById("error");
 const durationEl = document.getElementById("duration");
 const transcriptEl = document.getElementById("transcript");
+const knowledgeEl = document.getElementById("knowledge");
+const player = document.getElementById("player");
 
 const FINISHED = new Set(["done", "failed"]);
 let status = root.dataset.status;
@@ -13,7 +15,38 @@ let retryDelay = 500;
 async function showTranscript() {
   const response = await fetch(root.dataset.transcriptUrl, { credentials: "same-origin" });
   if (response.ok) transcriptEl.innerHTML = await response.text();
+  showKnowledge();
 }
+
+// Entities, topics and related recordings from the graph: fetched, so the page never waits on Neo4j.
+async function showKnowledge(attempt = 0) {
+  const response = await fetch(root.dataset.graphUrl, { credentials: "same-origin" });
+  if (!response.ok) return;
+  knowledgeEl.innerHTML = await response.text();
+  // Just transcribed: the graph write follows within a second or two.
+  if (knowledgeEl.querySelector(".meta") && !knowledgeEl.querySelector("ul") && attempt < 5) {
+    setTimeout(() => showKnowledge(attempt + 1), 1000 * (attempt + 1));
+  }
+}
+
+// "#t=12.5" (from search results and the transcript's times) plays from that moment.
+function playFrom(seconds) {
+  if (!player || Number.isNaN(seconds)) return;
+  player.currentTime = seconds;
+  player.play().catch(() => {});  // autoplay may be refused; the position is still set
+  let current = null;
+  for (const li of transcriptEl.querySelectorAll("li[data-start]")) {
+    li.classList.remove("current");
+    if (Number(li.dataset.start) <= seconds + 0.01) current = li;
+  }
+  if (current) { current.classList.add("current"); current.scrollIntoView({ block: "center" }); }
+}
+
+function playFromHash() {
+  const match = location.hash.match(/^#t=([\d.]+)$/);
+  if (match) playFrom(Number(match[1]));
+}
+window.addEventListener("hashchange", playFromHash);
 
 function render(message) {
   const wasFinished = FINISHED.has(status);
@@ -47,3 +80,4 @@ function connect() {
 }
 
 if (!FINISHED.has(status)) connect();
+if (status === "done") { showKnowledge(); playFromHash(); }

@@ -8,7 +8,7 @@ from graph.writes import GRAPH_UNAVAILABLE
 
 
 class Command(BaseCommand):
-    help = "Install the graph's constraints and indexes in Neo4j (idempotent)."
+    help = "Install the graph's constraints, indexes and full-text indexes in Neo4j (idempotent)."
 
     def add_arguments(self, parser):
         parser.add_argument(
@@ -16,7 +16,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, wait, verbosity, **options):
-        import graph.models  # noqa: F401 - registers the node classes with neomodel
+        from graph.nodes import FULLTEXT_INDEXES  # also registers the node classes with neomodel
 
         deadline = time.monotonic() + wait
         while True:
@@ -29,4 +29,14 @@ class Command(BaseCommand):
                 time.sleep(1)
         # neomodel reports each constraint, including the ones already there: detail for -v 2.
         neomodel.db.install_all_labels(stdout=self.stdout if verbosity > 1 else io.StringIO())
+        existing = {row[0] for row in neomodel.db.cypher_query("SHOW FULLTEXT INDEXES YIELD name")[0]}
+        for name, (label, properties) in FULLTEXT_INDEXES.items():
+            if name in existing:
+                continue
+            fields = ", ".join(f"n.{p}" for p in properties)
+            # Names come from our own table, never from input: safe to format into the statement.
+            neomodel.db.cypher_query(
+                f"CREATE FULLTEXT INDEX {name} FOR (n:{label}) ON EACH [{fields}]"
+            )
+        neomodel.db.cypher_query("CALL db.awaitIndexes(300)")
         self.stdout.write(self.style.SUCCESS("graph schema installed"))

@@ -1,0 +1,42 @@
+"""Frequent graph reads cached in Redis, invalidated per user.
+
+Every cached answer's key carries the user's graph version; any write to that user's graph bumps
+the version, so all their cached reads go stale at once and nothing has to find and delete them.
+The old entries simply expire.
+"""
+
+import hashlib
+from collections.abc import Callable
+from typing import TypeVar
+
+import orjson
+from django.conf import settings
+from django.core.cache import cache
+
+T = TypeVar("T")
+
+
+def _version_key(owner: str) -> str:
+    return f"graph:version:{owner}"
+
+
+def graph_changed(owner: str) -> None:
+    """Make every cached read of this user's graph stale."""
+    key = _version_key(owner)
+    if not cache.add(key, 1, timeout=None):
+        cache.incr(key)
+
+
+def version(owner: str) -> int:
+    return cache.get_or_set(_version_key(owner), 1, timeout=None)
+
+
+def cached(owner: str, name: str, args: dict, compute: Callable[[], T]) -> T:
+    """`compute()`'s result for this user and these arguments, from Redis while the graph is unchanged."""
+    digest = hashlib.sha1(orjson.dumps(args, option=orjson.OPT_SORT_KEYS)).hexdigest()[:20]
+    key = f"graph:{name}:{owner}:{version(owner)}:{digest}"
+    value = cache.get(key)
+    if value is None:
+        value = compute()
+        cache.set(key, value, timeout=settings.GRAPH_CACHE_SECONDS)
+    return value

@@ -1,0 +1,91 @@
+"""The knowledge graph's schema (neomodel on Neo4j 5), derived from the relational database.
+
+Keys: `uid` on every node is unique. Users and recordings use the relational primary key (as a
+string), segments "<recording id>:<index>", and the nodes merged per user (speakers, entities,
+topics) a short hash of the owner and the normalised name, so the graph can always be rebuilt from
+the database and a URL never carries a name. Every node but User carries `owner` (the user's uid):
+each read is scoped by it, and the full-text indexes include it so a search never leaves the user's
+own nodes.
+"""
+
+from neomodel import (
+    ArrayProperty,
+    FloatProperty,
+    IntegerProperty,
+    RelationshipTo,
+    StringProperty,
+    StructuredNode,
+    StructuredRel,
+)
+
+
+class Mention(StructuredRel):
+    count = IntegerProperty()
+    segments = ArrayProperty(IntegerProperty())  # indexes of the segments that say it
+
+
+class Weighted(StructuredRel):
+    weight = FloatProperty()
+
+
+class User(StructuredNode):
+    uid = StringProperty(unique_index=True, required=True)
+    username = StringProperty()
+
+    recordings = RelationshipTo("Recording", "OWNS")
+
+
+class Recording(StructuredNode):
+    uid = StringProperty(unique_index=True, required=True)
+    owner = StringProperty(index=True)
+    title = StringProperty()
+    duration = FloatProperty()
+    language = StringProperty()
+    created_at = StringProperty()
+
+    segments = RelationshipTo("Segment", "HAS_SEGMENT")
+    entities = RelationshipTo("Entity", "MENTIONS", model=Mention)
+    topics = RelationshipTo("Topic", "ABOUT", model=Weighted)
+
+
+class Segment(StructuredNode):
+    uid = StringProperty(unique_index=True, required=True)
+    owner = StringProperty(index=True)
+    recording = StringProperty()
+    index = IntegerProperty(index=True)
+    start = FloatProperty()
+    end = FloatProperty()
+    text = StringProperty()
+
+    next = RelationshipTo("Segment", "NEXT")
+    speaker = RelationshipTo("Speaker", "SPOKEN_BY")
+
+
+class Speaker(StructuredNode):
+    uid = StringProperty(unique_index=True, required=True)
+    owner = StringProperty(index=True)
+    name = StringProperty()
+
+
+class Entity(StructuredNode):
+    uid = StringProperty(unique_index=True, required=True)
+    owner = StringProperty(index=True)
+    name = StringProperty()
+    key = StringProperty()  # the normalised name it is merged on
+    type = StringProperty()
+
+    co_occurs = RelationshipTo("Entity", "CO_OCCURS", model=Weighted)
+
+
+class Topic(StructuredNode):
+    uid = StringProperty(unique_index=True, required=True)
+    owner = StringProperty(index=True)
+    name = StringProperty()
+
+
+# Neo4j's Lucene indexes: segment text and entity names, each with the owner so that a query
+# carries "owner:<uid>" and Lucene itself keeps to the user's nodes. Installed by graph_schema.
+FULLTEXT_INDEXES = {
+    "segment_text": ("Segment", ["text", "owner"]),
+    "entity_name": ("Entity", ["name", "owner"]),
+}

@@ -1,0 +1,55 @@
+"""Getting graph changes from the outbox into Neo4j.
+
+`record` is called inside the transaction that changes a recording; once it commits, a task
+applies the change. Pending changes are applied in order, the latest per recording winning (a
+write after a delete finds no recording and does nothing). If Neo4j is away they stay, and the
+periodic task or the next change tries again: nothing is lost, and applying twice is harmless.
+"""
+
+import logging
+
+from django.db import transaction
+
+from . import writes
+from .models import GraphChange
+
+log = logging.getLogger(__name__)
+
+
+def record(kind: str, recording_id: int, owner_id: int) -> None:
+    """Note a change the graph must follow; applied by a worker after the transaction commits."""
+    from .tasks import apply_graph_changes
+
+    GraphChange.objects.create(kind=kind, recording_id=recording_id, owner_id=owner_id)
+    apply_graph_changes.delay_on_commit()
+
+
+def apply(change: GraphChange) -> None:
+    if change.kind == GraphChange.Kind.DELETE:
+        writes.delete_recording(change.recording_id, str(change.owner_id))
+    else:
+        writes.write_recording(change.recording_id)
+
+
+def apply_pending(limit: int = 200) -> int:
+    """Apply waiting changes, oldest first. Returns how many were applied; raises GRAPH_UNAVAILABLE
+    (leaving the rest waiting) if Neo4j cannot be reached."""
+    pending = list(GraphChange.objects.order_by("id")[:limit])
+    latest = {change.recording_id: change for change in pending}  # later ids overwrite earlier
+    applied = 0
+    for change in sorted(latest.values(), key=lambda c: c.id):
+        try:
+            apply(change)
+        except writes.GRAPH_UNAVAILABLE as exc:
+            GraphChange.objects.filter(recording_id=change.recording_id, id__lte=change.id).update(
+                attempts=change.attempts + 1, last_error=str(exc)[:500]
+            )
+            raise
+        # Only what was read: a change recorded meanwhile stays for the next round.
+        GraphChange.objects.filter(recording_id=change.recording_id, id__lte=change.id).delete()
+        applied += 1
+    return applied
+
+
+def pending_count() -> int:
+    return GraphChange.objects.count()

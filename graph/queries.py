@@ -1,0 +1,262 @@
+"""Read queries over the knowledge graph: parameterised, scoped to one user, cached.
+
+Each query starts from an index (a unique `uid` or the full-text indexes) and checks `owner`, so a
+user only ever reaches their own nodes; tests/test_graph_queries.py EXPLAINs each one to keep it
+that way. Answers are plain dicts and lists (they go to Redis, templates and JSON as they are).
+"""
+
+import base64
+import re
+from dataclasses import dataclass
+
+import orjson
+from django.conf import settings
+from django.utils.html import escape
+from django.utils.safestring import SafeString, mark_safe
+from neomodel import db
+
+from . import cache
+
+# Only word characters reach Lucene: no operator, quote, wildcard or field name can be smuggled in.
+TERM = re.compile(r"\w+", re.UNICODE)
+MAX_TERMS = 8
+
+
+class BadCursor(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class SearchQuery:
+    terms: tuple[str, ...]
+
+    @classmethod
+    def parse(cls, text: str) -> "SearchQuery":
+        return cls(tuple(t.lower() for t in TERM.findall(text or ""))[:MAX_TERMS])
+
+    def lucene(self, field: str, owner: str) -> str:
+        """Every term required, the last one also as a prefix (results while typing), own nodes only."""
+        *whole, last = self.terms
+        parts = [f"+{field}:{t}" for t in whole] + [f"+({field}:{last} OR {field}:{last}*)"]
+        return " ".join(parts) + f' +owner:"{int(owner)}"'
+
+    def highlight(self, text: str) -> SafeString:
+        """The text, HTML-escaped, with the matched words in <mark>."""
+        if not self.terms:
+            return escape(text)
+        *whole, last = self.terms
+        alternatives = [re.escape(t) + r"\b" for t in whole] + [re.escape(last) + r"\w*"]
+        pattern = re.compile(r"\b(?:" + "|".join(alternatives) + ")", re.IGNORECASE)
+        pieces, at = [], 0
+        for match in pattern.finditer(text):
+            pieces.append(escape(text[at : match.start()]))
+            pieces.append(f"<mark>{escape(match.group())}</mark>")
+            at = match.end()
+        pieces.append(escape(text[at:]))
+        return mark_safe("".join(pieces))
+
+
+def encode_cursor(score: float, uid: str) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps([score, uid])).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[float, str]:
+    try:
+        score, uid = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        return float(score), str(uid)
+    except (ValueError, TypeError) as exc:
+        raise BadCursor("invalid cursor") from exc
+
+
+def rows(query: str, params: dict) -> list[dict]:
+    results, columns = db.cypher_query(query, params)
+    return [dict(zip(columns, row)) for row in results]
+
+
+SEARCH_SEGMENTS = """
+CALL db.index.fulltext.queryNodes('segment_text', $lucene) YIELD node, score
+WHERE node.owner = $owner
+  AND ($after_score IS NULL OR score < $after_score OR (score = $after_score AND node.uid > $after_uid))
+WITH node, score ORDER BY score DESC, node.uid LIMIT $limit
+MATCH (r:Recording {uid: node.recording})
+RETURN node.uid AS uid, node.index AS index, node.start AS start, node.end AS end,
+       node.text AS text, r.uid AS recording, r.title AS title, score
+"""
+
+SEARCH_ENTITIES = """
+CALL db.index.fulltext.queryNodes('entity_name', $lucene, {limit: $limit}) YIELD node, score
+WHERE node.owner = $owner
+RETURN node.uid AS uid, node.name AS name, node.type AS type,
+       COUNT { (node)<-[:MENTIONS]-() } AS recordings, score
+ORDER BY score DESC
+"""
+
+
+def search(owner: str, text: str, cursor: str | None = None, limit: int | None = None) -> dict:
+    """Segments and entities of this user matching `text`, best first, one page at a time.
+
+    Entities come with the first page only. Raises BadCursor for a cursor this did not make."""
+    query = SearchQuery.parse(text)
+    limit = limit or settings.GRAPH_SEARCH_PAGE_SIZE
+    if not query.terms:
+        return {"segments": [], "entities": [], "next": None}
+    after_score, after_uid = decode_cursor(cursor) if cursor else (None, None)
+
+    def compute():
+        segments = rows(SEARCH_SEGMENTS, {
+            "lucene": query.lucene("text", owner), "owner": owner, "limit": limit + 1,
+            "after_score": after_score, "after_uid": after_uid,
+        })
+        entities = [] if cursor else rows(
+            SEARCH_ENTITIES, {"lucene": query.lucene("name", owner), "owner": owner, "limit": 10}
+        )
+        more = len(segments) > limit
+        segments = segments[:limit]
+        last = segments[-1] if more else None
+        return {
+            "segments": segments,
+            "entities": entities,
+            "next": encode_cursor(last["score"], last["uid"]) if last else None,
+        }
+
+    page = cache.cached(owner, "search", {"q": query.terms, "cursor": cursor, "limit": limit}, compute)
+    for segment in page["segments"]:
+        segment["highlighted"] = query.highlight(segment["text"])
+    return page
+
+
+ENTITY = """
+MATCH (e:Entity {uid: $uid}) WHERE e.owner = $owner
+CALL (e) {
+  MATCH (r:Recording)-[m:MENTIONS]->(e)
+  WITH r, m ORDER BY m.count DESC, r.created_at DESC LIMIT $limit
+  CALL (r, m) {
+    UNWIND m.segments[..3] AS i
+    MATCH (s:Segment {uid: r.uid + ':' + toString(i)})
+    RETURN collect(s {.index, .start, .end, .text}) AS segments
+  }
+  RETURN collect(r {.uid, .title, .created_at, count: m.count, segments: segments}) AS recordings
+}
+CALL (e) {
+  OPTIONAL MATCH (e)-[c:CO_OCCURS]-(o:Entity)
+  WITH o, c ORDER BY c.weight DESC, o.name LIMIT 20
+  RETURN collect(o {.uid, .name, .type, weight: c.weight}) AS related
+}
+RETURN e {.uid, .name, .type} AS entity, recordings, related
+"""
+
+
+def entity(owner: str, uid: str, limit: int = 50) -> dict | None:
+    """An entity of this user: the recordings (and segments) that mention it, entities seen with it."""
+    def compute():
+        found = rows(ENTITY, {"owner": owner, "uid": uid, "limit": limit})
+        return found[0] if found else None
+
+    return cache.cached(owner, "entity", {"uid": uid, "limit": limit}, compute)
+
+
+RECORDING = """
+MATCH (r:Recording {uid: $uid}) WHERE r.owner = $owner
+CALL (r) {
+  OPTIONAL MATCH (r)-[m:MENTIONS]->(e:Entity)
+  WITH e, m ORDER BY m.count DESC, e.name LIMIT 30
+  RETURN collect(e {.uid, .name, .type, count: m.count}) AS entities
+}
+CALL (r) {
+  OPTIONAL MATCH (r)-[a:ABOUT]->(t:Topic)
+  WITH t, a ORDER BY a.weight DESC
+  RETURN collect(t {.uid, .name, weight: a.weight}) AS topics
+}
+CALL (r) {
+  OPTIONAL MATCH (r)-[:HAS_SEGMENT]->(:Segment)-[:SPOKEN_BY]->(p:Speaker)
+  RETURN collect(DISTINCT p {.uid, .name}) AS speakers
+}
+CALL (r) {
+  OPTIONAL MATCH (r)-[:MENTIONS|ABOUT]->(x)<-[:MENTIONS|ABOUT]-(o:Recording)
+  WHERE o.owner = $owner
+  WITH o, count(x) AS shared, collect(x.name)[..5] AS via ORDER BY shared DESC, o.uid LIMIT 10
+  RETURN collect(o {.uid, .title, shared: shared, via: via}) AS related
+}
+RETURN r {.uid, .title} AS recording, entities, topics, speakers, related
+"""
+
+
+def recording(owner: str, recording_id: int) -> dict | None:
+    """A recording's entities, topics, speakers, and the user's other recordings that share them."""
+    def compute():
+        found = rows(RECORDING, {"owner": owner, "uid": str(recording_id)})
+        return found[0] if found else None
+
+    return cache.cached(owner, "recording", {"uid": str(recording_id)}, compute)
+
+
+# The graph page's nodes: recordings, entities, topics, speakers (segments are read, not drawn).
+# Each kind's neighbours, strongest links first and capped, so a hub never loads the whole graph.
+# The node itself always comes back (with null neighbour columns if it has none).
+NEIGHBOURS = {
+    "recording": ("Recording", "title", """
+        MATCH (n)-[l:MENTIONS]->(m:Entity)
+        RETURN m, 'entity' AS kind, m.name AS label, 'MENTIONS' AS rel, l.count AS weight, false AS inbound
+        ORDER BY weight DESC LIMIT $limit
+        UNION
+        MATCH (n)-[l:ABOUT]->(m:Topic)
+        RETURN m, 'topic' AS kind, m.name AS label, 'ABOUT' AS rel, l.weight AS weight, false AS inbound
+        UNION
+        MATCH (n)-[:HAS_SEGMENT]->(:Segment)-[:SPOKEN_BY]->(m:Speaker)
+        RETURN DISTINCT m, 'speaker' AS kind, m.name AS label, 'SPOKEN_BY' AS rel, 1 AS weight, false AS inbound
+    """),
+    "entity": ("Entity", "name", """
+        MATCH (m:Recording)-[l:MENTIONS]->(n)
+        RETURN m, 'recording' AS kind, m.title AS label, 'MENTIONS' AS rel, l.count AS weight, true AS inbound
+        ORDER BY weight DESC LIMIT $limit
+        UNION
+        MATCH (n)-[l:CO_OCCURS]-(m:Entity)
+        RETURN m, 'entity' AS kind, m.name AS label, 'CO_OCCURS' AS rel, l.weight AS weight, false AS inbound
+        ORDER BY weight DESC LIMIT $limit
+    """),
+    "topic": ("Topic", "name", """
+        MATCH (m:Recording)-[l:ABOUT]->(n)
+        RETURN m, 'recording' AS kind, m.title AS label, 'ABOUT' AS rel, l.weight AS weight, true AS inbound
+        ORDER BY weight DESC LIMIT $limit
+    """),
+    "speaker": ("Speaker", "name", """
+        MATCH (m:Recording)-[:HAS_SEGMENT]->(:Segment)-[:SPOKEN_BY]->(n)
+        WITH m, count(*) AS weight ORDER BY weight DESC LIMIT $limit
+        RETURN m, 'recording' AS kind, m.title AS label, 'SPOKEN_BY' AS rel, weight, true AS inbound
+    """),
+}
+
+
+def neighbours_query(kind: str) -> str:
+    """The Cypher for one kind of node (KeyError for an unknown kind: labels never come from input)."""
+    label, name, links = NEIGHBOURS[kind]
+    return f"""
+        MATCH (n:{label} {{uid: $uid}}) WHERE n.owner = $owner
+        OPTIONAL CALL (n) {{ {links} }}
+        RETURN n.{name} AS self_label, m.uid AS uid, kind, label, rel, weight, inbound
+    """
+
+
+def neighbours(owner: str, node_id: str, limit: int = 25) -> dict | None:
+    """A node ("kind:uid") and its strongest links, as the graph page draws them; None if the node
+    is not this user's. Unknown kinds raise KeyError."""
+    kind, _, uid = node_id.partition(":")
+    query = neighbours_query(kind)
+
+    def compute():
+        found = rows(query, {"owner": owner, "uid": uid, "limit": limit})
+        if not found:
+            return None
+        nodes = {node_id: {"id": node_id, "kind": kind, "label": found[0]["self_label"]}}
+        edges = []
+        for row in found:
+            if row["uid"] is None:
+                continue
+            other = f"{row['kind']}:{row['uid']}"
+            nodes.setdefault(other, {"id": other, "kind": row["kind"], "label": row["label"]})
+            source, target = (other, node_id) if row["inbound"] else (node_id, other)
+            edges.append({"id": f"{source}|{row['rel']}|{target}", "source": source, "target": target,
+                          "rel": row["rel"], "weight": row["weight"]})
+        return {"nodes": list(nodes.values()), "edges": edges}
+
+    return cache.cached(owner, "neighbours", {"id": node_id, "limit": limit}, compute)

@@ -1,0 +1,32 @@
+"""Celery tasks of the graph: they apply the outbox, so they take no arguments at all."""
+
+from celery import shared_task
+from django.core.cache import cache
+
+from . import outbox, writes
+
+
+# Waits out a Neo4j outage with exponential backoff and jitter, up to 10 minutes apart; if even that
+# gives up, the changes stay in the outbox and the periodic run (settings.CELERY_BEAT_SCHEDULE)
+# applies them.
+@shared_task(
+    bind=True,
+    autoretry_for=writes.GRAPH_UNAVAILABLE,
+    retry_backoff=5,
+    retry_backoff_max=600,
+    retry_jitter=True,
+    max_retries=50,
+)
+def apply_graph_changes(self) -> int:
+    # One applier at a time: two transactions rewriting the same recording's links could deadlock.
+    # A task that finds the lock taken comes back in a second rather than be lost.
+    lock = cache.lock("graph:outbox-lock", timeout=600, blocking=False)
+    if not lock.acquire():
+        raise self.retry(countdown=1, max_retries=None)
+    try:
+        total = 0
+        while applied := outbox.apply_pending():
+            total += applied
+        return total
+    finally:
+        lock.release()
