@@ -78,7 +78,7 @@ CALL db.index.fulltext.queryNodes('segment_text', $lucene) YIELD node, score
 WHERE node.owner = $owner
   AND ($after_score IS NULL OR score < $after_score OR (score = $after_score AND node.uid > $after_uid))
 WITH node, score ORDER BY score DESC, node.uid LIMIT $limit
-MATCH (r:Recording {uid: node.recording})
+MATCH (r:Recording {uid: node.recording}) USING INDEX r:Recording(uid)
 RETURN node.uid AS uid, node.index AS index, node.start AS start, node.end AS end,
        node.text AS text, r.uid AS recording, r.title AS title, score
 """
@@ -126,7 +126,7 @@ def search(owner: str, text: str, cursor: str | None = None, limit: int | None =
 
 
 ENTITY = """
-MATCH (e:Entity {uid: $uid}) WHERE e.owner = $owner
+MATCH (e:Entity {uid: $uid}) USING INDEX e:Entity(uid) WHERE e.owner = $owner
 CALL (e) {
   MATCH (r:Recording)-[m:MENTIONS]->(e)
   WITH r, m ORDER BY m.count DESC, r.created_at DESC LIMIT $limit
@@ -156,7 +156,7 @@ def entity(owner: str, uid: str, limit: int = 50) -> dict | None:
 
 
 RECORDING = """
-MATCH (r:Recording {uid: $uid}) WHERE r.owner = $owner
+MATCH (r:Recording {uid: $uid}) USING INDEX r:Recording(uid) WHERE r.owner = $owner
 CALL (r) {
   OPTIONAL MATCH (r)-[m:MENTIONS]->(e:Entity)
   WITH e, m ORDER BY m.count DESC, e.name LIMIT 30
@@ -173,8 +173,9 @@ CALL (r) {
 }
 CALL (r) {
   OPTIONAL MATCH (r)-[:MENTIONS|ABOUT]->(x)<-[:MENTIONS|ABOUT]-(o:Recording)
-  WHERE o.owner = $owner
-  WITH o, count(x) AS shared, collect(x.name)[..5] AS via ORDER BY shared DESC, o.uid LIMIT 10
+  WITH o, count(x) AS shared, collect(x.name)[..5] AS via
+  WHERE o.owner = $owner  // implied (entities and topics are per user), checked all the same
+  ORDER BY shared DESC, o.uid LIMIT 10
   RETURN collect(o {.uid, .title, shared: shared, via: via}) AS related
 }
 RETURN r {.uid, .title} AS recording, entities, topics, speakers, related
@@ -231,7 +232,7 @@ def neighbours_query(kind: str) -> str:
     """The Cypher for one kind of node (KeyError for an unknown kind: labels never come from input)."""
     label, name, links = NEIGHBOURS[kind]
     return f"""
-        MATCH (n:{label} {{uid: $uid}}) WHERE n.owner = $owner
+        MATCH (n:{label} {{uid: $uid}}) USING INDEX n:{label}(uid) WHERE n.owner = $owner
         OPTIONAL CALL (n) {{ {links} }}
         RETURN n.{name} AS self_label, m.uid AS uid, kind, label, rel, weight, inbound
     """

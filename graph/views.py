@@ -8,8 +8,10 @@ from functools import wraps
 
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpResponseBadRequest, JsonResponse
-from django.shortcuts import render
+from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
+
+from transcription.models import Recording
 
 from . import queries
 from .writes import GRAPH_UNAVAILABLE
@@ -54,6 +56,7 @@ def entity(request, uid: str):
 @graph_view
 def recording_fragment(request, pk: int):
     """A recording's entities, topics, speakers and related recordings; fetched by its page."""
+    get_object_or_404(Recording.objects.owned_by(request.user), pk=pk)
     found = queries.recording(owner(request), pk)
     return render(request, "graph/_recording.html", {"graph": found, "pk": pk})
 

@@ -114,3 +114,48 @@ def test_the_live_page_shows_spoken_words_as_they_are_said(daphne_server, alice,
         WebDriverWait(browser, 20).until(EC.text_to_be_present_in_element((By.ID, "transcript"), "fox"))
     finally:
         browser.quit()
+
+
+def test_search_plays_from_the_moment_and_the_graph_expands(daphne_server, browser, alice, long_speech):
+    from django.core.files.base import ContentFile
+
+    from graph import writes
+    from tests.factories import make_transcribed
+
+    standup = make_transcribed(alice, "standup", [
+        "Today Stella met John Smith in Boston.", "The lazy budget for Boston is late.",
+        "Then John Smith flew to Paris."])
+    standup.audio.save("standup.wav", ContentFile(long_speech.read_bytes()), save=True)
+    review = make_transcribed(alice, "review", ["John Smith and Stella reviewed the budget."])
+    writes.write_recording(standup.id)
+    writes.write_recording(review.id)
+
+    log_in(browser, daphne_server, "/recordings/")
+    WebDriverWait(browser, 20).until(EC.presence_of_element_located((By.ID, "upload-form")))
+    box = browser.find_element(By.CSS_SELECTOR, "header form.search input[name=q]")
+    box.send_keys("lazy\n")
+    hit = WebDriverWait(browser, 20).until(
+        EC.presence_of_element_located((By.CSS_SELECTOR, "#segment-results li a.time")))
+    assert "<mark>lazy</mark>" in browser.find_element(By.ID, "segment-results").get_attribute("innerHTML")
+    hit.click()
+
+    # The recording page seeks its player to the segment and marks it.
+    WebDriverWait(browser, 20).until(EC.presence_of_element_located((By.CSS_SELECTOR, "li.current")))
+    assert browser.find_element(By.CSS_SELECTOR, "li.current").get_attribute("data-start") == "2.0"
+    WebDriverWait(browser, 10).until(
+        lambda b: b.execute_script("return document.getElementById('player').currentTime") >= 2.0)
+    WebDriverWait(browser, 20).until(
+        EC.text_to_be_present_in_element((By.ID, "knowledge"), "John Smith"))
+
+    # The explorer draws the neighbourhood, then loads a neighbour's links on demand.
+    browser.find_element(By.PARTIAL_LINK_TEXT, "Explore its graph").click()
+    WebDriverWait(browser, 20).until(lambda b: b.execute_script(
+        "return window.graphExplorer && window.graphExplorer.cy.nodes().length > 1"))
+    before = browser.execute_script("return graphExplorer.cy.nodes().length")
+    assert browser.execute_script("return graphExplorer.cy.getElementById('recording:%d').empty()" % review.id)
+    john = browser.execute_script(
+        "return graphExplorer.cy.nodes().filter(n => n.data('label') === 'John Smith')[0].id()")
+    browser.execute_script("graphExplorer.cy.getElementById(arguments[0]).emit('tap')", john)
+    WebDriverWait(browser, 20).until(lambda b: b.execute_script(
+        "return !graphExplorer.cy.getElementById('recording:%d').empty()" % review.id))
+    assert browser.execute_script("return graphExplorer.cy.nodes().length") > before
