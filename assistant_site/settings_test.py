@@ -15,6 +15,10 @@ os.environ.setdefault("DATABASE_URL", f"sqlite:///{_VAR / 'db.sqlite3'}")
 os.environ.setdefault("CELERY_WORKER_CONCURRENCY", "1")
 os.environ.setdefault("WHISPER_CPU_THREADS", "2")
 os.environ.setdefault("PROGRESS_INTERVAL_SECONDS", "0")
+os.environ.setdefault("LLM_PORT", "8091")
+# Each test that wants the built-in workflow after a transcription asks for it.
+os.environ.setdefault("WORKFLOWS_AUTO_RUN", "false")
+os.environ.setdefault("LLM_RETRY_INITIAL_SECONDS", "0.05")
 
 from .settings import *  # noqa: E402,F403
 from .settings import DATABASES, VAR_DIR  # noqa: E402

@@ -97,6 +97,29 @@ def entities(segment_texts: list[str], limit: int = 50) -> list[Found]:
     return sorted(ranked, key=lambda f: f.segments[0])
 
 
+def with_typed(found: list[Found], typed: list[dict], segment_texts: list[str]) -> list[Found]:
+    """The names found here, with the types an AI workflow gave them (`typed`: [{name, type}]);
+    its names not found here are added where the segments really say them."""
+    by_key = {f.key: f for f in found}
+    lowered = [t.lower() for t in segment_texts]
+    for item in typed:
+        key = normalise(item.get("name", ""))
+        if len(key) < 2:
+            continue
+        if key in by_key:
+            by_key[key].type = item.get("type") or by_key[key].type
+            continue
+        pattern = re.compile(r"\b" + re.escape(key) + r"\b")
+        hits = {i: len(pattern.findall(t)) for i, t in enumerate(lowered)}
+        segments = [i for i, n in hits.items() if n]
+        if segments:
+            entry = Found(name=item["name"].strip(), key=key, type=item.get("type") or "name",
+                          segments=segments, count=sum(hits.values()))
+            by_key[key] = entry
+            found.append(entry)
+    return sorted(found, key=lambda f: f.segments[0])
+
+
 @lru_cache(maxsize=1)
 def _keyword_extractor() -> yake.KeywordExtractor:
     return yake.KeywordExtractor(lan="en", n=2, top=16, dedupLim=0.7)

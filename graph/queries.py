@@ -15,7 +15,7 @@ from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 from neomodel import db
 
-from . import cache
+from . import cache, extraction
 
 # Only word characters reach Lucene: no operator, quote, wildcard or field name can be smuggled in.
 TERM = re.compile(r"\w+", re.UNICODE)
@@ -29,14 +29,21 @@ class BadCursor(ValueError):
 @dataclass(frozen=True)
 class SearchQuery:
     terms: tuple[str, ...]
+    match_all: bool = True
 
     @classmethod
-    def parse(cls, text: str) -> "SearchQuery":
-        return cls(tuple(t.lower() for t in TERM.findall(text or ""))[:MAX_TERMS])
+    def parse(cls, text: str, match_all: bool = True) -> "SearchQuery":
+        terms = [t.lower() for t in TERM.findall(text or "")]
+        if not match_all:  # a question: its content words, any of which may match
+            terms = [t for t in terms if t not in extraction.COMMON and len(t) > 2] or terms
+        return cls(tuple(dict.fromkeys(terms))[:MAX_TERMS], match_all)
 
     def lucene(self, field: str, owner: str) -> str:
-        """Every term required, the last one also as a prefix (results while typing), own nodes only."""
+        """Every term required (or, for a question, any), the last one also as a prefix (results
+        while typing), own nodes only."""
         *whole, last = self.terms
+        if not self.match_all:
+            return f"+({' '.join(f'{field}:{t}' for t in self.terms)}) +owner:\"{int(owner)}\""
         parts = [f"+{field}:{t}" for t in whole] + [f"+({field}:{last} OR {field}:{last}*)"]
         return " ".join(parts) + f' +owner:"{int(owner)}"'
 
@@ -76,6 +83,7 @@ def rows(query: str, params: dict) -> list[dict]:
 SEARCH_SEGMENTS = """
 CALL db.index.fulltext.queryNodes('segment_text', $lucene) YIELD node, score
 WHERE node.owner = $owner
+  AND ($recording IS NULL OR node.recording = $recording)
   AND ($after_score IS NULL OR score < $after_score OR (score = $after_score AND node.uid > $after_uid))
 WITH node, score ORDER BY score DESC, node.uid LIMIT $limit
 MATCH (r:Recording {uid: node.recording}) USING INDEX r:Recording(uid)
@@ -92,11 +100,14 @@ ORDER BY score DESC
 """
 
 
-def search(owner: str, text: str, cursor: str | None = None, limit: int | None = None) -> dict:
+def search(owner: str, text: str, cursor: str | None = None, limit: int | None = None, *,
+           match_all: bool = True, recording: int | None = None) -> dict:
     """Segments and entities of this user matching `text`, best first, one page at a time.
 
-    Entities come with the first page only. Raises BadCursor for a cursor this did not make."""
-    query = SearchQuery.parse(text)
+    Entities come with the first page only. `match_all=False` finds segments with any of the
+    words (for questions); `recording` keeps to one recording. Raises BadCursor for a cursor this
+    did not make."""
+    query = SearchQuery.parse(text, match_all)
     limit = limit or settings.GRAPH_SEARCH_PAGE_SIZE
     if not query.terms:
         return {"segments": [], "entities": [], "next": None}
@@ -105,6 +116,7 @@ def search(owner: str, text: str, cursor: str | None = None, limit: int | None =
     def compute():
         segments = rows(SEARCH_SEGMENTS, {
             "lucene": query.lucene("text", owner), "owner": owner, "limit": limit + 1,
+            "recording": str(recording) if recording else None,
             "after_score": after_score, "after_uid": after_uid,
         })
         entities = [] if cursor else rows(
@@ -119,7 +131,8 @@ def search(owner: str, text: str, cursor: str | None = None, limit: int | None =
             "next": encode_cursor(last["score"], last["uid"]) if last else None,
         }
 
-    page = cache.cached(owner, "search", {"q": query.terms, "cursor": cursor, "limit": limit}, compute)
+    args = {"q": query.terms, "all": match_all, "recording": recording, "cursor": cursor, "limit": limit}
+    page = cache.cached(owner, "search", args, compute)
     for segment in page["segments"]:
         segment["highlighted"] = query.highlight(segment["text"])
     return page

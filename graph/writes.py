@@ -142,7 +142,7 @@ def recording_params(recording: Recording) -> dict:
         transcript.segments.order_by("index").values("index", "start", "end", "text", "speaker")
     )
     texts = [s["text"] for s in segments]
-    found = extraction.entities(texts)
+    found = extraction.with_typed(extraction.entities(texts), recording.knowledge.get("entities", []), texts)
     speakers: dict[str, dict] = {}
     for s in segments:
         if s["speaker"]:

@@ -90,6 +90,14 @@ def celery_worker_process(django_db_setup, django_db_blocker, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def llm_server(tmp_path_factory):
+    """The real local LLM (llama.cpp server, SmolLM2-135M), started once for the tests that talk to it."""
+    process = services.start_llm(settings.LLM_BASE_URL, tmp_path_factory.mktemp("llm") / "llm.log")
+    yield settings.LLM_BASE_URL
+    services.stop(process)
+
+
+@pytest.fixture(scope="session")
 def daphne_server(django_db_setup, celery_worker_process, tmp_path_factory):
     """The app served by Daphne (HTTP + WebSocket) on a free loopback port, with the worker running."""
     with socket.socket() as sock:

@@ -8,6 +8,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 from urllib.parse import urlparse
@@ -71,6 +72,20 @@ def start_neo4j(url: str, data_dir: Path) -> subprocess.Popen | None:
         stdout=log.open("w"), stderr=subprocess.STDOUT,
     )
     wait_until_listening(host, port, process, 120, log, ready_line="READY")
+    return process
+
+
+def start_llm(url: str, log: Path) -> subprocess.Popen | None:
+    """The bundled llama.cpp server (python -m workflows.local_llm) on the test port."""
+    parsed = urlparse(url)
+    if is_listening(parsed.hostname, parsed.port):
+        return None
+    env = dict(os.environ, DJANGO_SETTINGS_MODULE="assistant_site.settings_test")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "workflows.local_llm"], cwd=ROOT, env=env,
+        stdout=log.open("w"), stderr=subprocess.STDOUT,
+    )
+    wait_until_listening(parsed.hostname, parsed.port, process, 120, log)
     return process
 
 

@@ -82,6 +82,10 @@ def store_result(recording: Recording, result: engine.TranscriptionResult) -> bo
         )
         # The graph follows in its own time: a Neo4j outage must never cost a transcript.
         graph_outbox.record(GraphChange.Kind.WRITE, recording.pk, recording.owner_id)
+        if settings.WORKFLOWS_AUTO_RUN:
+            from workflows import builtin, runs
+
+            runs.start_builtin(builtin.SUMMARY, recording)
     return True
 
 

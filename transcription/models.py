@@ -10,6 +10,9 @@ class RecordingQuerySet(models.QuerySet):
     def owned_by(self, user):
         return self.filter(owner=user)
 
+    def owned_by_id(self, user_id: int):
+        return self.filter(owner_id=user_id)
+
     def newest_first(self):
         return self.order_by("-created_at", "-id")
 
@@ -45,6 +48,8 @@ class Recording(models.Model):
     graph_synced_at = models.DateTimeField(null=True, blank=True)
     # The transcription options asked for (engine.Options as a dict); empty means the defaults.
     options = models.JSONField(default=dict, blank=True)
+    # What AI workflows found in it and the graph should hold: {"entities": [{"name", "type"}]}.
+    knowledge = models.JSONField(default=dict, blank=True)
 
     objects = RecordingQuerySet.as_manager()
 

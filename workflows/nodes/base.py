@@ -1,0 +1,104 @@
+"""What a node type is, and the registry the engine looks types up in.
+
+A node type is an async function `run(ctx, inputs, settings) -> outputs` plus its declared ports.
+One module per family (text.py, ai.py, graph.py) registers its types with `@node_type`.
+"""
+
+import asyncio
+import contextvars
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+# The node a coroutine is running for: the engine sets it in each node's task.
+CURRENT_NODE: contextvars.ContextVar[str] = contextvars.ContextVar("current_node", default="")
+
+
+class NotRan:
+    """The value on a port whose node did not run because a branch was not taken (if/match):
+    nodes that need it are skipped in turn; coalesce and output pass over it."""
+
+    _instance = None
+
+    def __new__(cls):
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self):
+        return "NOT_RAN"
+
+
+NOT_RAN = NotRan()
+
+
+class NodeError(Exception):
+    """A node failed for a reason the user should read (bad settings, unusable input, LLM down)."""
+
+
+@dataclass
+class Context:
+    """What nodes may use besides their inputs: whose run it is, and ways to report as they go."""
+
+    owner_id: int | None = None
+    recording_id: int | None = None
+    # emit(node_id, message): streamed tokens and other progress, sent to the run's page.
+    emit: Callable[[str, dict], Awaitable[None]] | None = None
+    # The LLM to talk to (workflows.llm.LLM); created per run because it is bound to the event loop.
+    llm: Any = None
+    values: dict = field(default_factory=dict)  # per-run values (the run's inputs, attempts)
+    # Concurrency caps per resource ("llm"), set by the engine; nodes hold one per request.
+    limits: dict[str, asyncio.Semaphore] = field(default_factory=dict)
+
+    async def send(self, message: dict) -> None:
+        """Report from inside a node (e.g. a streamed token) to whoever watches the run."""
+        if self.emit is not None:
+            await self.emit(CURRENT_NODE.get(), message)
+
+    def limit(self, resource: str) -> asyncio.Semaphore:
+        return self.limits.setdefault(resource, asyncio.Semaphore(1))
+
+
+Run = Callable[[Context, dict, dict], Awaitable[dict]]
+
+
+@dataclass(frozen=True)
+class NodeType:
+    name: str
+    run: Run
+    inputs: tuple[str, ...] = ()  # must be connected
+    optional: tuple[str, ...] = ()  # may be connected
+    outputs: tuple[str, ...] = ()
+    any_inputs: bool = False  # accepts ports of any name (template, output, coalesce)
+    any_outputs: bool = False  # ports depend on settings (match cases, regex groups)
+    takes_not_ran: bool = False  # runs even when an input did not run (coalesce, output)
+    cached: bool = False  # results cached in Redis under type + settings + model + inputs
+    description: str = ""
+
+    def allows_input(self, port: str) -> bool:
+        return self.any_inputs or port in self.inputs or port in self.optional
+
+    def allows_output(self, port: str, settings: dict) -> bool:
+        return self.any_outputs or port in self.outputs
+
+
+REGISTRY: dict[str, NodeType] = {}
+
+
+def node_type(name: str, **spec):
+    """Register the decorated `async def run(ctx, inputs, settings) -> dict` as node type `name`."""
+
+    def register(run: Run) -> Run:
+        if name in REGISTRY:
+            raise ValueError(f"node type {name!r} registered twice")
+        REGISTRY[name] = NodeType(name=name, run=run, description=(run.__doc__ or "").strip(), **spec)
+        return run
+
+    return register
+
+
+def load_all() -> dict[str, NodeType]:
+    """Import every node family (they register themselves) and return the registry."""
+    from . import ai, graph, rivet, text  # noqa: F401
+
+    return REGISTRY
