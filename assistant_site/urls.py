@@ -15,6 +15,7 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("recordings/", include("transcription.urls")),
     path("graph/", include("graph.urls")),
+    path("workflows/", include("workflows.urls")),
     path("api/", api.urls),
     path("v1/audio/transcriptions", openai_compat.transcriptions, name="openai-transcriptions"),
     path("admin/", admin.site.urls),

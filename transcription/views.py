@@ -5,6 +5,8 @@ from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
+from workflows.models import WorkflowRun
+
 from . import exports, media
 from .forms import UploadForm, too_large_message
 from .models import Recording
@@ -50,7 +52,8 @@ def upload(request):
 @require_GET
 def recording_detail(request, pk: int):
     recording = _owned_recording(request, pk)
-    return render(request, "transcription/recording_detail.html", {"recording": recording})
+    summary = WorkflowRun.objects.latest_summary(recording)
+    return render(request, "transcription/recording_detail.html", {"recording": recording, "summary": summary})
 
 
 @login_required

@@ -62,7 +62,9 @@ class LLM:
             extra["response_format"] = response_format(json_schema)
         retrying = AsyncRetrying(
             retry=retry_if_exception(is_transient),
-            wait=wait_exponential_jitter(initial=settings.LLM_RETRY_INITIAL_SECONDS, max=10),
+            # 0.5 s, 1 s, 2 s... (LLM_RETRY_INITIAL_SECONDS) plus up to as much again at random.
+            wait=wait_exponential_jitter(multiplier=settings.LLM_RETRY_INITIAL_SECONDS,
+                                         jitter=settings.LLM_RETRY_INITIAL_SECONDS, max=10),
             stop=stop_after_attempt(settings.LLM_RETRIES),
             reraise=True,
         )

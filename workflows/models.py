@@ -44,6 +44,13 @@ class WorkflowRunQuerySet(models.QuerySet):
     def owned_by(self, user):
         return self.filter(owner=user)
 
+    def latest_summary(self, recording):
+        """The newest finished run of the built-in summary workflow on this recording."""
+        from .builtin import SUMMARY
+
+        return (self.filter(recording=recording, workflow__key=SUMMARY, workflow__owner__isnull=True,
+                            status="done").order_by("-created_at").first())
+
 
 class WorkflowRun(models.Model):
     class Status(models.TextChoices):

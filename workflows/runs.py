@@ -35,15 +35,25 @@ def jsonable(value):
     return value
 
 
-def start(workflow: Workflow, owner, recording=None, inputs: dict | None = None) -> WorkflowRun:
-    """Queue a run (validated first: an invalid workflow is refused here, with every problem)."""
+def start(workflow: Workflow, owner, recording=None, inputs: dict | None = None,
+          overrides: dict | None = None) -> WorkflowRun:
+    """Queue a run (validated first: an invalid workflow is refused here, with every problem).
+    `overrides` = {node id: {setting: value}} for this run only (e.g. the ask page's scope)."""
     from .tasks import run_workflow
 
     engine.validate(workflow.definition)
     with transaction.atomic():
-        run = WorkflowRun.objects.create(workflow=workflow, owner=owner, recording=recording, inputs=inputs or {})
+        run = WorkflowRun.objects.create(workflow=workflow, owner=owner, recording=recording,
+                                         inputs=(inputs or {}) | ({"_overrides": overrides} if overrides else {}))
         run_workflow.delay_on_commit(run.id)
     return run
+
+
+def with_overrides(definition: dict, overrides: dict) -> dict:
+    nodes = [node | {"settings": {**(node.get("settings") or {}), **overrides.get(node["id"], {})}}
+             if isinstance(node, dict) and node.get("id") in overrides else node
+             for node in definition.get("nodes", [])]
+    return {**definition, "nodes": nodes}
 
 
 def start_builtin(key: str, recording) -> WorkflowRun | None:
@@ -84,7 +94,7 @@ async def execute(run_id: int, llm: LLM | None = None) -> WorkflowRun | None:
                              "duration_ms": result.duration_ms, "error": result.error})
 
     try:
-        graph = engine.validate(run.workflow.definition)
+        graph = engine.validate(with_overrides(run.workflow.definition, run.inputs.get("_overrides", {})))
     except engine.WorkflowInvalid as exc:
         return await _finish(run, "failed", {}, f"invalid workflow: {exc}", emit)
     own_llm = llm is None

@@ -268,7 +268,9 @@ async def subgraph(ctx, inputs, settings):
 async def extract_regex(ctx, inputs, settings):
     """Rivet extractRegex: groups of the first match on output1…, group 1 of every match on
     `matches`, and succeeded / failed (booleans). After a failed match the groups are None."""
-    source = text_of(inputs["regex"]) if settings.get("useRegexInput") and "regex" in inputs else settings.get("regex", "")
+    source = settings.get("regex", "")
+    if settings.get("useRegexInput") and "regex" in inputs:
+        source = text_of(inputs["regex"])
     try:
         pattern = js_regex(source, settings.get("multilineMode", False))
     except re.error as exc:

@@ -116,8 +116,9 @@ async def match(ctx, inputs, settings):
 
 @node_type("coalesce", any_inputs=True, takes_not_ran=True, outputs=("value",))
 async def coalesce(ctx, inputs, settings):
-    """The first input (by port name) that ran and is not empty."""
-    for port in sorted(inputs):
+    """The first input (by port name, input2 before input10) that ran and is not empty."""
+    natural = lambda port: [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", port)]  # noqa: E731
+    for port in sorted(inputs, key=natural):
         if inputs[port] is not NOT_RAN and inputs[port] not in (None, ""):
             return {"value": inputs[port]}
     return {"value": NOT_RAN}
