@@ -195,7 +195,10 @@ LLM_RETRY_INITIAL_SECONDS = float(env_str("LLM_RETRY_INITIAL_SECONDS", "0.5"))
 # LLM requests in flight per run: the local server decodes one at a time on 2 cores.
 LLM_MAX_CONCURRENCY = env_int("LLM_MAX_CONCURRENCY", 1, minimum=1)
 LLM_CACHE_SECONDS = env_int("LLM_CACHE_SECONDS", 7 * 24 * 3600, minimum=1)
-LLM_THREADS = env_int("LLM_THREADS", CPU_COUNT, minimum=1)
+# Threads of the local llama.cpp server. Half the cores: llama.cpp's threads spin while they wait,
+# so with a transcription busy on the other core 2 threads took 3.0 s for 60 tokens and 1 thread
+# 1.7 s (idle machine: 0.9-1.1 s vs 1.5 s). The worker transcribes beside it, so 1 on 2 cores.
+LLM_THREADS = env_int("LLM_THREADS", max(1, CPU_COUNT // 2), minimum=1)
 # Run the built-in "summary, keywords, entities" workflow after every transcription.
 WORKFLOWS_AUTO_RUN = env_bool("WORKFLOWS_AUTO_RUN", True)
 MAX_RIVET_PROJECT_BYTES = env_int("MAX_RIVET_PROJECT_BYTES", 2 * 1024 * 1024, minimum=1024)

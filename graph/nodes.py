@@ -45,6 +45,7 @@ class Recording(StructuredNode):
 
     segments = RelationshipTo("Segment", "HAS_SEGMENT")
     entities = RelationshipTo("Entity", "MENTIONS", model=Mention)
+    speakers = RelationshipTo("Speaker", "HAS_SPEAKER")
     topics = RelationshipTo("Topic", "ABOUT", model=Weighted)
 
 

@@ -63,16 +63,23 @@ class SearchQuery:
         return mark_safe("".join(pieces))
 
 
-def encode_cursor(score: float, uid: str) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps([score, uid])).decode().rstrip("=")
+def encode_cursor(score: float, uid: str, seen: int) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps([score, uid, seen])).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> tuple[float, str]:
+def decode_cursor(cursor: str) -> tuple[float, str, int]:
+    """The last result's score and uid (the keyset), and how many results came before it."""
     try:
-        score, uid = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        return float(score), str(uid)
+        score, uid, seen = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        return float(score), str(uid), max(0, int(seen))
     except (ValueError, TypeError) as exc:
         raise BadCursor("invalid cursor") from exc
+
+
+# Lucene returns hits best first; asking it for only as many as the pages so far need (plus ties
+# broken differently: Lucene by document, we by uid) keeps a search for a word said thousands of
+# times as fast as a rare one. benchmarks/graph.py: "the" at 196k segments went 153 -> see README.
+TIE_SLACK = 64
 
 
 def rows(query: str, params: dict) -> list[dict]:
@@ -81,7 +88,7 @@ def rows(query: str, params: dict) -> list[dict]:
 
 
 SEARCH_SEGMENTS = """
-CALL db.index.fulltext.queryNodes('segment_text', $lucene) YIELD node, score
+CALL db.index.fulltext.queryNodes('segment_text', $lucene, {limit: $scan}) YIELD node, score
 WHERE node.owner = $owner
   AND ($recording IS NULL OR node.recording = $recording)
   AND ($after_score IS NULL OR score < $after_score OR (score = $after_score AND node.uid > $after_uid))
@@ -111,12 +118,14 @@ def search(owner: str, text: str, cursor: str | None = None, limit: int | None =
     limit = limit or settings.GRAPH_SEARCH_PAGE_SIZE
     if not query.terms:
         return {"segments": [], "entities": [], "next": None}
-    after_score, after_uid = decode_cursor(cursor) if cursor else (None, None)
+    after_score, after_uid, seen = decode_cursor(cursor) if cursor else (None, None, 0)
+    # One recording's hits are filtered after Lucene, so they are not counted on.
+    scan = 2**31 - 1 if recording else seen + limit + 1 + TIE_SLACK
 
     def compute():
         segments = rows(SEARCH_SEGMENTS, {
             "lucene": query.lucene("text", owner), "owner": owner, "limit": limit + 1,
-            "recording": str(recording) if recording else None,
+            "recording": str(recording) if recording else None, "scan": scan,
             "after_score": after_score, "after_uid": after_uid,
         })
         entities = [] if cursor else rows(
@@ -128,7 +137,7 @@ def search(owner: str, text: str, cursor: str | None = None, limit: int | None =
         return {
             "segments": segments,
             "entities": entities,
-            "next": encode_cursor(last["score"], last["uid"]) if last else None,
+            "next": encode_cursor(last["score"], last["uid"], seen + limit) if last else None,
         }
 
     args = {"q": query.terms, "all": match_all, "recording": recording, "cursor": cursor, "limit": limit}
@@ -181,8 +190,8 @@ CALL (r) {
   RETURN collect(t {.uid, .name, weight: a.weight}) AS topics
 }
 CALL (r) {
-  OPTIONAL MATCH (r)-[:HAS_SEGMENT]->(:Segment)-[:SPOKEN_BY]->(p:Speaker)
-  RETURN collect(DISTINCT p {.uid, .name}) AS speakers
+  OPTIONAL MATCH (r)-[:HAS_SPEAKER]->(p:Speaker)
+  RETURN collect(p {.uid, .name}) AS speakers
 }
 CALL (r) {
   OPTIONAL MATCH (r)-[:MENTIONS|ABOUT]->(x)<-[:MENTIONS|ABOUT]-(o:Recording)
@@ -216,8 +225,8 @@ NEIGHBOURS = {
         MATCH (n)-[l:ABOUT]->(m:Topic)
         RETURN m, 'topic' AS kind, m.name AS label, 'ABOUT' AS rel, l.weight AS weight, false AS inbound
         UNION
-        MATCH (n)-[:HAS_SEGMENT]->(:Segment)-[:SPOKEN_BY]->(m:Speaker)
-        RETURN DISTINCT m, 'speaker' AS kind, m.name AS label, 'SPOKEN_BY' AS rel, 1 AS weight, false AS inbound
+        MATCH (n)-[l:HAS_SPEAKER]->(m:Speaker)
+        RETURN m, 'speaker' AS kind, m.name AS label, 'HAS_SPEAKER' AS rel, l.segments AS weight, false AS inbound
     """),
     "entity": ("Entity", "name", """
         MATCH (m:Recording)-[l:MENTIONS]->(n)
@@ -234,9 +243,9 @@ NEIGHBOURS = {
         ORDER BY weight DESC LIMIT $limit
     """),
     "speaker": ("Speaker", "name", """
-        MATCH (m:Recording)-[:HAS_SEGMENT]->(:Segment)-[:SPOKEN_BY]->(n)
-        WITH m, count(*) AS weight ORDER BY weight DESC LIMIT $limit
-        RETURN m, 'recording' AS kind, m.title AS label, 'SPOKEN_BY' AS rel, weight, true AS inbound
+        MATCH (m:Recording)-[l:HAS_SPEAKER]->(n)
+        RETURN m, 'recording' AS kind, m.title AS label, 'HAS_SPEAKER' AS rel, l.segments AS weight, true AS inbound
+        ORDER BY weight DESC LIMIT $limit
     """),
 }
 

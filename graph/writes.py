@@ -56,6 +56,10 @@ WITH entities, topics
 OPTIONAL MATCH (:Recording {uid: $uid})-[:HAS_SEGMENT]->(:Segment)-[s:SPOKEN_BY]->(p:Speaker)
 WITH entities, topics, collect(DISTINCT p.uid) AS speakers, collect(s) AS spoken
 FOREACH (s IN spoken | DELETE s)
+WITH entities, topics, speakers
+OPTIONAL MATCH (:Recording {uid: $uid})-[h:HAS_SPEAKER]->(:Speaker)
+WITH entities, topics, speakers, collect(h) AS heard
+FOREACH (h IN heard | DELETE h)
 RETURN entities, topics, speakers
 """
 
@@ -108,10 +112,13 @@ ON CREATE SET t.owner = $owner, t.name = item.name
 CREATE (r)-[:ABOUT {weight: item.weight}]->(t)
 """
 
+# HAS_SPEAKER (with the number of segments) spares reads a walk over every segment.
 WRITE_SPEAKERS = """
+MATCH (r:Recording {uid: $uid})
 UNWIND $speakers AS item
 MERGE (p:Speaker {uid: item.uid})
 ON CREATE SET p.owner = $owner, p.name = item.name
+CREATE (r)-[:HAS_SPEAKER {segments: size(item.segments)}]->(p)
 WITH p, item
 UNWIND item.segments AS segment_uid
 MATCH (s:Segment {uid: segment_uid})
@@ -129,7 +136,7 @@ MATCH (t:Topic {uid: uid}) WHERE NOT (t)<-[:ABOUT]-()
 DELETE t
 WITH count(*) AS done
 UNWIND $speakers AS uid
-MATCH (p:Speaker {uid: uid}) WHERE NOT (p)<-[:SPOKEN_BY]-()
+MATCH (p:Speaker {uid: uid}) WHERE NOT (p)<-[:HAS_SPEAKER]-()
 DELETE p
 """
 
@@ -189,7 +196,7 @@ def write_graph(params: dict) -> None:
             {"uid": uid, "owner": owner, "entities": params["entities"], "pairs": list(combinations(linked, 2))},
         )
         db.cypher_query(WRITE_TOPICS, {"uid": uid, "owner": owner, "topics": params["topics"]})
-        db.cypher_query(WRITE_SPEAKERS, {"owner": owner, "speakers": params["speakers"]})
+        db.cypher_query(WRITE_SPEAKERS, {"uid": uid, "owner": owner, "speakers": params["speakers"]})
         db.cypher_query(
             DROP_ORPHANS, {"entities": old_entities, "topics": old_topics, "speakers": old_speakers}
         )

@@ -157,7 +157,8 @@ def test_reads_are_cached_until_the_users_graph_changes(library, alice, bob, mon
 # Each read must start from an index: a label scan would read every user's nodes.
 READS = {
     "search segments": (queries.SEARCH_SEGMENTS, {"lucene": 'text:x +owner:"1"', "owner": "1", "limit": 5,
-                                                  "after_score": None, "after_uid": None}),
+                                                  "after_score": None, "after_uid": None, "recording": None,
+                                                  "scan": 100}),
     "search entities": (queries.SEARCH_ENTITIES, {"lucene": 'name:x +owner:"1"', "owner": "1", "limit": 5}),
     "entity": (queries.ENTITY, {"uid": "x", "owner": "1", "limit": 5}),
     "recording": (queries.RECORDING, {"uid": "1", "owner": "1"}),
