@@ -114,3 +114,30 @@ async def test_asking_about_my_recordings_answers_from_the_matching_segments(llm
     assert used and used[0]["text"] == MEETING[3]  # the segment that says it, first
     assert all(s["recording"] == str(mine.id) for s in used)  # never Bob's
     assert run.outputs["answer"]
+
+
+@pytest.mark.parametrize("status, retried", [(429, True), (500, True), (503, True), (400, False), (401, False)])
+async def test_only_transient_failures_are_retried(status, retried):
+    import httpx2 as httpx
+    import openai
+
+    from workflows.llm import is_transient
+
+    response = httpx.Response(status, request=httpx.Request("POST", "http://llm/v1/chat/completions"))
+    error = {429: openai.RateLimitError, 500: openai.InternalServerError, 503: openai.InternalServerError,
+             400: openai.BadRequestError, 401: openai.AuthenticationError}[status]("failed", response=response, body=None)
+    assert is_transient(error) is retried
+
+
+async def test_long_text_is_cut_into_pieces_that_fit_the_context(settings):
+    from workflows import tokens
+
+    text = " ".join(MEETING * 40)  # ~3,000 tokens: more than the 2,048 context
+    budget = tokens.prompt_budget(200)
+    pieces = tokens.chunks(text, budget)
+    assert tokens.count(text) > settings.LLM_CONTEXT_TOKENS and len(pieces) >= 2
+    assert all(tokens.count(p) <= budget for p in pieces)
+    assert " ".join(pieces).split() == text.split()  # nothing lost, nothing repeated
+    assert all(p.rstrip().endswith(".") for p in pieces)  # cut at sentence ends
+    assert tokens.count(tokens.truncate(text, 100)) <= 100
+    assert tokens.count("Stella Jones reported") == len(tokens._vocabulary().tokenize(b"Stella Jones reported", add_bos=False))
