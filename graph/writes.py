@@ -89,40 +89,42 @@ WITH ordered[i] AS a, ordered[i + 1] AS b
 MERGE (a)-[:NEXT]->(b)
 """
 
-WRITE_ENTITIES = """
+# What the recording says, in one statement (one round trip): entities and their mentions,
+# CO_OCCURS weights for the new pairs, topics, speakers (HAS_SPEAKER spares reads a walk over
+# every segment).
+WRITE_KNOWLEDGE = """
 MATCH (r:Recording {uid: $uid})
-UNWIND $entities AS item
-MERGE (e:Entity {uid: item.uid})
-ON CREATE SET e.owner = $owner, e.name = item.name, e.key = item.key, e.type = item.type
-CREATE (r)-[:MENTIONS {count: item.count, segments: item.segments}]->(e)
-WITH DISTINCT r
-UNWIND $pairs AS pair
-MATCH (a:Entity {uid: pair[0]})
-WITH a, pair
-MATCH (b:Entity {uid: pair[1]})
-MERGE (a)-[c:CO_OCCURS]->(b)
-SET c.weight = coalesce(c.weight, 0) + 1
-"""
-
-WRITE_TOPICS = """
-MATCH (r:Recording {uid: $uid})
-UNWIND $topics AS item
-MERGE (t:Topic {uid: item.uid})
-ON CREATE SET t.owner = $owner, t.name = item.name
-CREATE (r)-[:ABOUT {weight: item.weight}]->(t)
-"""
-
-# HAS_SPEAKER (with the number of segments) spares reads a walk over every segment.
-WRITE_SPEAKERS = """
-MATCH (r:Recording {uid: $uid})
-UNWIND $speakers AS item
-MERGE (p:Speaker {uid: item.uid})
-ON CREATE SET p.owner = $owner, p.name = item.name
-CREATE (r)-[:HAS_SPEAKER {segments: size(item.segments)}]->(p)
-WITH p, item
-UNWIND item.segments AS segment_uid
-MATCH (s:Segment {uid: segment_uid})
-CREATE (s)-[:SPOKEN_BY]->(p)
+CALL (r) {
+  UNWIND $entities AS item
+  MERGE (e:Entity {uid: item.uid})
+  ON CREATE SET e.owner = $owner, e.name = item.name, e.key = item.key, e.type = item.type
+  SET e.type = CASE WHEN item.type <> 'name' THEN item.type ELSE e.type END
+  CREATE (r)-[:MENTIONS {count: item.count, segments: item.segments}]->(e)
+}
+CALL () {
+  UNWIND $pairs AS pair
+  MATCH (a:Entity {uid: pair[0]})
+  WITH a, pair
+  MATCH (b:Entity {uid: pair[1]})
+  MERGE (a)-[c:CO_OCCURS]->(b)
+  SET c.weight = coalesce(c.weight, 0) + 1
+}
+CALL (r) {
+  UNWIND $topics AS item
+  MERGE (t:Topic {uid: item.uid})
+  ON CREATE SET t.owner = $owner, t.name = item.name
+  CREATE (r)-[:ABOUT {weight: item.weight}]->(t)
+}
+CALL (r) {
+  UNWIND $speakers AS item
+  MERGE (p:Speaker {uid: item.uid})
+  ON CREATE SET p.owner = $owner, p.name = item.name
+  CREATE (r)-[:HAS_SPEAKER {segments: size(item.segments)}]->(p)
+  WITH p, item
+  UNWIND item.segments AS segment_uid
+  MATCH (s:Segment {uid: segment_uid})
+  CREATE (s)-[:SPOKEN_BY]->(p)
+}
 """
 
 # Merged nodes that no recording points at any more.
@@ -191,12 +193,10 @@ def write_graph(params: dict) -> None:
         rows, _ = db.cypher_query(CLEAR_LINKS, {"uid": uid})
         old_entities, old_topics, old_speakers = rows[0] if rows else ([], [], [])
         db.cypher_query(WRITE_RECORDING, params)
-        db.cypher_query(
-            WRITE_ENTITIES,
-            {"uid": uid, "owner": owner, "entities": params["entities"], "pairs": list(combinations(linked, 2))},
-        )
-        db.cypher_query(WRITE_TOPICS, {"uid": uid, "owner": owner, "topics": params["topics"]})
-        db.cypher_query(WRITE_SPEAKERS, {"uid": uid, "owner": owner, "speakers": params["speakers"]})
+        db.cypher_query(WRITE_KNOWLEDGE, {
+            "uid": uid, "owner": owner, "entities": params["entities"], "pairs": list(combinations(linked, 2)),
+            "topics": params["topics"], "speakers": params["speakers"],
+        })
         db.cypher_query(
             DROP_ORPHANS, {"entities": old_entities, "topics": old_topics, "speakers": old_speakers}
         )
