@@ -29,4 +29,7 @@ if __name__ == "__main__":
     from django.conf import settings
 
     argv = command(settings.LLM_PORT, settings.LLM_THREADS, settings.LLM_CONTEXT_TOKENS, settings.LLM_MODEL)
-    os.execv(argv[0], argv)
+    # The server's settings read PORT and HOST from the environment over its own arguments, and
+    # honcho sets PORT for every process: without this it would listen on honcho's port.
+    env = {k: v for k, v in os.environ.items() if k not in ("PORT", "HOST")}
+    os.execve(argv[0], argv, env)
