@@ -6,14 +6,8 @@ write after a delete finds no recording and does nothing). If Neo4j is away they
 periodic task or the next change tries again: nothing is lost, and applying twice is harmless.
 """
 
-import logging
-
-from django.db import transaction
-
 from . import writes
 from .models import GraphChange
-
-log = logging.getLogger(__name__)
 
 
 def record(kind: str, recording_id: int, owner_id: int) -> None:

@@ -6,7 +6,7 @@ import time
 import pytest
 
 from workflows import engine
-from workflows.nodes.base import NOT_RAN, Context, NodeError, node_type
+from workflows.nodes.base import Context, NodeError, node_type
 
 pytestmark = pytest.mark.asyncio
 

@@ -8,7 +8,7 @@ import pytest
 from tests.factories import make_transcribed
 from workflows import engine, runs
 from workflows.builtin import ASK, SUMMARY
-from workflows.llm import LLM, LLMUnavailable
+from workflows.llm import LLM
 from workflows.models import NodeRun, Workflow, WorkflowRun
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
