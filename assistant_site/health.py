@@ -1,7 +1,9 @@
 """Cheap reachability probes for the parts the app depends on."""
 
 import logging
+import urllib.request
 
+from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
 
@@ -23,4 +25,17 @@ def redis_is_reachable() -> bool:
         return bool(cache.client.get_client().ping())
     except Exception:
         log.exception("redis unreachable")
+        return False
+
+
+def llm_is_reachable() -> bool:
+    """The OpenAI-compatible server lists its models (one cheap GET, 2 s at most)."""
+    request = urllib.request.Request(settings.LLM_BASE_URL.rstrip("/") + "/models")
+    if settings.LLM_API_KEY:
+        request.add_header("Authorization", f"Bearer {settings.LLM_API_KEY}")
+    try:
+        with urllib.request.urlopen(request, timeout=2) as response:
+            return response.status == 200
+    except Exception:
+        log.exception("language model server unreachable")
         return False

@@ -6,7 +6,7 @@ from django.views.decorators.http import require_GET
 
 from graph.connection import graph_is_reachable
 
-from .health import database_is_reachable, redis_is_reachable
+from .health import database_is_reachable, llm_is_reachable, redis_is_reachable
 
 
 def signup(request):
@@ -27,5 +27,6 @@ def healthz(request):
         "database": database_is_reachable(),
         "redis": redis_is_reachable(),
         "neo4j": graph_is_reachable(),
+        "llm": llm_is_reachable(),
     }
     return JsonResponse(checks, status=200 if all(checks.values()) else 503)
