@@ -161,6 +161,9 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_WORKER_CONCURRENCY = env_int("CELERY_WORKER_CONCURRENCY", CPU_COUNT, minimum=1)
 # The worker runs beat (-B, Procfile): the graph outbox is swept every minute, so a change whose
 # task was lost or gave up during a long Neo4j outage is still applied.
+# Workflow runs (tens of seconds of LLM time) have their own queue and worker (Procfile `ai`), so a
+# transcription never waits in line behind a summary; it holds LLM_MAX_CONCURRENCY runs at once.
+CELERY_TASK_ROUTES = {"workflows.tasks.run_workflow": {"queue": "workflows"}}
 CELERY_BEAT_SCHEDULE = {
     "apply-graph-changes": {"task": "graph.tasks.apply_graph_changes", "schedule": 60.0},
 }
@@ -223,6 +226,7 @@ if not set(WHISPER_COMPUTE_TYPES) <= _COMPUTE_TYPES:
 WHISPER_COMPUTE_TYPE = env_choice("WHISPER_COMPUTE_TYPE", WHISPER_COMPUTE_TYPES[0], set(WHISPER_COMPUTE_TYPES))
 WHISPER_DEVICE = env_choice("WHISPER_DEVICE", "cpu", {"cpu", "cuda", "auto"})
 WHISPER_CPU_THREADS = env_int("WHISPER_CPU_THREADS", CPU_COUNT, minimum=1)
+WHISPER_PRELOAD = env_bool("WHISPER_PRELOAD", True)
 # Beam 2 keeps most of beam 5's accuracy at nearly greedy speed (benchmarks/transcription.py).
 WHISPER_BEAM_SIZE = env_int("WHISPER_BEAM_SIZE", 2, minimum=1)
 WHISPER_VAD = env_bool("WHISPER_VAD", True)

@@ -80,7 +80,7 @@ def celery_worker_process(django_db_setup, django_db_blocker, tmp_path_factory):
     env = services.test_process_env(settings.DATABASES["default"]["NAME"])
     process = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "assistant_site", "worker",
-         "--loglevel=INFO", "--concurrency=1", "--without-gossip", "--without-mingle",
+         "--loglevel=INFO", "--concurrency=1", "-Q", "celery,workflows", "--without-gossip", "--without-mingle",
          "--without-heartbeat", "--hostname", "test-worker@%h"],
         cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
     )

@@ -9,8 +9,10 @@ from . import engine, jobs
 
 @worker_process_init.connect
 def load_model_at_start(**kwargs):
-    # Each worker process loads the model once, before its first job rather than during it.
-    engine.get_model()
+    # Each worker process loads the model once, before its first job rather than during it
+    # (not the workflow worker's, which never transcribes: WHISPER_PRELOAD=false in the Procfile).
+    if settings.WHISPER_PRELOAD:
+        engine.get_model()
 
 
 @shared_task(
