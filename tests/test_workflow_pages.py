@@ -51,6 +51,10 @@ def test_an_imported_workflow_and_its_runs_are_only_mine(client, alice, bob):
     response = client.post(reverse("workflow-import"), {"project": SimpleUploadedFile("m.rivet-project", example.read_bytes())})
     assert response.status_code == 302
     workflow = Workflow.objects.get(owner=alice)
+    detail = client.get(reverse("workflow-detail", args=[workflow.pk]))
+    assert detail.context["inputs"] == ["transcript"]  # the subgraph's own input is fed by its caller
+    client.post(reverse("workflow-detail", args=[workflow.pk]), {"input-transcript": ""})
+    assert WorkflowRun.objects.get(owner=alice).inputs == {}  # empty: the project's default applies
     run = WorkflowRun.objects.create(workflow=workflow, owner=alice)
     client = client.__class__()  # a browser of Bob's own
     client.force_login(bob)

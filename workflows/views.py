@@ -17,11 +17,13 @@ def _recordings(user):
 
 
 def _run_inputs(workflow: Workflow) -> list[str]:
-    """Names of the values a run asks for (input nodes; graph inputs of an imported project)."""
+    """Names of the values a run asks for (input nodes; the main graph's inputs of an imported
+    project: a subgraph's are fed by its caller)."""
     names = []
     for node in workflow.definition.get("nodes", []):
-        if node.get("type") in ("input", "rivet_graph_input"):
-            names.append((node.get("settings") or {}).get("name") or (node.get("settings") or {}).get("id") or node["id"])
+        settings = node.get("settings") or {}
+        if node.get("type") in ("input", "rivet_graph_input") and not settings.get("inlined"):
+            names.append(settings.get("name") or settings.get("id") or node["id"])
     return list(dict.fromkeys(names))
 
 
@@ -71,7 +73,9 @@ def workflow_detail(request, pk: int):
                 error = "Choose one of your recordings."
         if not error:
             try:
-                run = runs.start(workflow, request.user, recording, {n: request.POST.get(f"input-{n}", "") for n in inputs})
+                # A field left empty is no value: the node's default applies.
+                given = {n: request.POST[f"input-{n}"] for n in inputs if request.POST.get(f"input-{n}")}
+                run = runs.start(workflow, request.user, recording, given)
             except engine.WorkflowInvalid as exc:
                 error = f"This workflow cannot run: {exc}"
             else:
