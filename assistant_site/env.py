@@ -70,11 +70,9 @@ def env_url(name: str, default: str, *, schemes: set[str]) -> str:
     value = os.environ.get(name) or default
     parsed = urlparse(value)
     if parsed.scheme not in schemes or not parsed.hostname:
-        raise ImproperEnvironment(
-            f"{name} must be a URL with scheme {sorted(schemes)} and a host, got {value!r}"
-        )
+        raise ImproperEnvironment(f"{name} must be a URL with scheme {sorted(schemes)} and a host, got {value!r}")
     try:
-        parsed.port
+        _ = parsed.port  # raises on a malformed port
     except ValueError:
         raise ImproperEnvironment(f"{name} has an invalid port: {value!r}") from None
     return value

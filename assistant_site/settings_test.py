@@ -20,8 +20,8 @@ os.environ.setdefault("LLM_PORT", "8091")
 os.environ.setdefault("WORKFLOWS_AUTO_RUN", "false")
 os.environ.setdefault("LLM_RETRY_INITIAL_SECONDS", "0.05")
 
-from .settings import *  # noqa: E402,F403
-from .settings import DATABASES, VAR_DIR  # noqa: E402
+from .settings import *
+from .settings import DATABASES, VAR_DIR
 
 # The worker and Daphne run as separate processes in the tests, so the test database must be a
 # file they can open (not SQLite's default in-memory test database).

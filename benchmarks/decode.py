@@ -26,7 +26,7 @@ from benchmarks.speech import reference  # noqa: E402
 from tests.factories import convert  # noqa: E402
 from transcription import engine  # noqa: E402
 
-get_resolver().url_patterns  # import every view module, as a running app has
+_ = get_resolver().url_patterns  # import every view module, as a running app has
 
 
 def timed(decode, path, runs=7) -> float:
@@ -54,8 +54,10 @@ def main():
         ours, theirs = timed(engine.decode_audio, path), timed(faster_whisper_decode, str(path))
         # Theirs goes through int16, which clips codec overshoot past full scale; ours keeps it.
         same = np.allclose(np.clip(engine.decode_audio(path), -1, 1), faster_whisper_decode(str(path)), atol=1e-3)
-        print(f"| {name} | {theirs * 1000:.0f} ms | {ours * 1000:.0f} ms | {theirs / ours:.1f}x "
-              f"{'' if same else '(samples differ!)'}|")
+        print(
+            f"| {name} | {theirs * 1000:.0f} ms | {ours * 1000:.0f} ms | {theirs / ours:.1f}x "
+            f"{'' if same else '(samples differ!)'}|"
+        )
 
 
 if __name__ == "__main__":

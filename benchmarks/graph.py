@@ -74,24 +74,277 @@ BASELINE_RECORDING_OFFSET = 90_000_000
 
 # --- The synthetic graph -------------------------------------------------------------------------
 
-COMMON_WORDS = """the be to of and a in that have i it for not on with he as you do at this but his by
-from they we say her she or an will my one all would there their what so up out if about who get which
-go me when make can like time no just him know take people into year your good some could them see
-other than then now look only come its over think also back after use two how our work first well way
-even new want because any these give day most us is was are were been has had did said going really
-very much more need meeting project budget plan team client report review quarter launch design
-problem answer week month today tomorrow call email document deadline schedule price cost sales market
-product feature release test build data model server update change issue idea question decision
-agreement contract office travel trip family dinner lunch coffee school doctor house garden car train
-money account bank payment invoice order delivery customer support service quality number point part
-place case group company system program question government night home water room mother father""".split()
+COMMON_WORDS = [
+    "the",
+    "be",
+    "to",
+    "of",
+    "and",
+    "a",
+    "in",
+    "that",
+    "have",
+    "i",
+    "it",
+    "for",
+    "not",
+    "on",
+    "with",
+    "he",
+    "as",
+    "you",
+    "do",
+    "at",
+    "this",
+    "but",
+    "his",
+    "by",
+    "from",
+    "they",
+    "we",
+    "say",
+    "her",
+    "she",
+    "or",
+    "an",
+    "will",
+    "my",
+    "one",
+    "all",
+    "would",
+    "there",
+    "their",
+    "what",
+    "so",
+    "up",
+    "out",
+    "if",
+    "about",
+    "who",
+    "get",
+    "which",
+    "go",
+    "me",
+    "when",
+    "make",
+    "can",
+    "like",
+    "time",
+    "no",
+    "just",
+    "him",
+    "know",
+    "take",
+    "people",
+    "into",
+    "year",
+    "your",
+    "good",
+    "some",
+    "could",
+    "them",
+    "see",
+    "other",
+    "than",
+    "then",
+    "now",
+    "look",
+    "only",
+    "come",
+    "its",
+    "over",
+    "think",
+    "also",
+    "back",
+    "after",
+    "use",
+    "two",
+    "how",
+    "our",
+    "work",
+    "first",
+    "well",
+    "way",
+    "even",
+    "new",
+    "want",
+    "because",
+    "any",
+    "these",
+    "give",
+    "day",
+    "most",
+    "us",
+    "is",
+    "was",
+    "are",
+    "were",
+    "been",
+    "has",
+    "had",
+    "did",
+    "said",
+    "going",
+    "really",
+    "very",
+    "much",
+    "more",
+    "need",
+    "meeting",
+    "project",
+    "budget",
+    "plan",
+    "team",
+    "client",
+    "report",
+    "review",
+    "quarter",
+    "launch",
+    "design",
+    "problem",
+    "answer",
+    "week",
+    "month",
+    "today",
+    "tomorrow",
+    "call",
+    "email",
+    "document",
+    "deadline",
+    "schedule",
+    "price",
+    "cost",
+    "sales",
+    "market",
+    "product",
+    "feature",
+    "release",
+    "test",
+    "build",
+    "data",
+    "model",
+    "server",
+    "update",
+    "change",
+    "issue",
+    "idea",
+    "question",
+    "decision",
+    "agreement",
+    "contract",
+    "office",
+    "travel",
+    "trip",
+    "family",
+    "dinner",
+    "lunch",
+    "coffee",
+    "school",
+    "doctor",
+    "house",
+    "garden",
+    "car",
+    "train",
+    "money",
+    "account",
+    "bank",
+    "payment",
+    "invoice",
+    "order",
+    "delivery",
+    "customer",
+    "support",
+    "service",
+    "quality",
+    "number",
+    "point",
+    "part",
+    "place",
+    "case",
+    "group",
+    "company",
+    "system",
+    "program",
+    "question",
+    "government",
+    "night",
+    "home",
+    "water",
+    "room",
+    "mother",
+    "father",
+]
 
-SYLLABLES = ["ka", "lo", "mi", "ren", "tu", "sa", "vel", "or", "an", "dri", "po", "nel", "ta", "ri",
-             "so", "mun", "el", "ba", "cor", "fi", "ga", "lin", "tro", "ve", "zu", "ha", "pe", "qua"]
-NAME_SYLLABLES = ["Bra", "Kel", "Dor", "Zan", "Mir", "Tav", "Quen", "Xal", "Vor", "Lys", "Grim", "Oth",
-                  "Fen", "Jar", "Wex", "Yor", "Cal", "Nim", "Sar", "Ulf"]
-NAME_ENDINGS = ["ix", "ova", "enko", "ard", "ith", "ez", "wyn", "ux", "ara", "ok", "elle", "om", "ic",
-                "ant", "ys", "ador"]
+SYLLABLES = [
+    "ka",
+    "lo",
+    "mi",
+    "ren",
+    "tu",
+    "sa",
+    "vel",
+    "or",
+    "an",
+    "dri",
+    "po",
+    "nel",
+    "ta",
+    "ri",
+    "so",
+    "mun",
+    "el",
+    "ba",
+    "cor",
+    "fi",
+    "ga",
+    "lin",
+    "tro",
+    "ve",
+    "zu",
+    "ha",
+    "pe",
+    "qua",
+]
+NAME_SYLLABLES = [
+    "Bra",
+    "Kel",
+    "Dor",
+    "Zan",
+    "Mir",
+    "Tav",
+    "Quen",
+    "Xal",
+    "Vor",
+    "Lys",
+    "Grim",
+    "Oth",
+    "Fen",
+    "Jar",
+    "Wex",
+    "Yor",
+    "Cal",
+    "Nim",
+    "Sar",
+    "Ulf",
+]
+NAME_ENDINGS = [
+    "ix",
+    "ova",
+    "enko",
+    "ard",
+    "ith",
+    "ez",
+    "wyn",
+    "ux",
+    "ara",
+    "ok",
+    "elle",
+    "om",
+    "ic",
+    "ant",
+    "ys",
+    "ador",
+]
 
 
 def zipf_cum_weights(n: int, s: float = 1.0) -> list[float]:
@@ -155,11 +408,16 @@ def generate(args) -> list[dict]:
         pool = rng.sample(names, pool_size)  # owners share some names: the search must keep them apart
         topic_pool = [" ".join(rng.choices(vocabulary[:600], k=2)) for _ in range(300)]
         topic_pool = list(dict.fromkeys(topic_pool))
-        speakers = [f"{w.capitalize()} {rng.choice(NAME_SYLLABLES)}{rng.choice(NAME_ENDINGS)}"
-                    for w in pseudo_words(rng, 4, taken)]
+        speakers = [
+            f"{w.capitalize()} {rng.choice(NAME_SYLLABLES)}{rng.choice(NAME_ENDINGS)}"
+            for w in pseudo_words(rng, 4, taken)
+        ]
         per_owner[owner] = {
-            "pool": pool, "cum": zipf_cum_weights(len(pool), 1.0), "fresh": 0,
-            "topics": topic_pool, "topic_cum": zipf_cum_weights(len(topic_pool), 1.0),
+            "pool": pool,
+            "cum": zipf_cum_weights(len(pool), 1.0),
+            "fresh": 0,
+            "topics": topic_pool,
+            "topic_cum": zipf_cum_weights(len(topic_pool), 1.0),
             "speakers": speakers,
         }
 
@@ -170,8 +428,7 @@ def generate(args) -> list[dict]:
         pool = state["pool"]
         # Lengths vary (half to one and a half times --segments), as recordings do.
         n_segments = rng.randint(max(2, args.segments // 2), max(2, args.segments * 3 // 2))
-        words = [rng.choices(vocabulary, cum_weights=vocab_cum, k=rng.randint(12, 24))
-                 for _ in range(n_segments)]
+        words = [rng.choices(vocabulary, cum_weights=vocab_cum, k=rng.randint(12, 24)) for _ in range(n_segments)]
 
         # Entities: a quota of not yet mentioned ones (so every entity is mentioned at least once
         # over the corpus), the rest drawn by popularity; capped at extraction's 50 per recording.
@@ -193,8 +450,16 @@ def generate(args) -> list[dict]:
                 sentence = words[index]
                 sentence.insert(rng.randint(1, len(sentence)), name)
             key = name.lower()
-            entities.append({"uid": node_uid(owner, "entity", key), "name": name, "key": key,
-                             "type": kind, "count": count, "segments": segments})
+            entities.append(
+                {
+                    "uid": node_uid(owner, "entity", key),
+                    "name": name,
+                    "key": key,
+                    "type": kind,
+                    "count": count,
+                    "segments": segments,
+                }
+            )
         entities.sort(key=lambda e: e["segments"][0])  # as extraction.entities orders them
 
         topics, weight = {}, 1.0
@@ -211,29 +476,41 @@ def generate(args) -> list[dict]:
         for index, sentence in enumerate(words):
             duration = round(rng.uniform(2.0, 9.0), 2)
             text = " ".join(sentence)
-            segments.append({"index": index, "start": round(clock, 2), "end": round(clock + duration, 2),
-                             "text": text[0].upper() + text[1:] + ".", "uid": f"{number}:{index}"})
+            segments.append(
+                {
+                    "index": index,
+                    "start": round(clock, 2),
+                    "end": round(clock + duration, 2),
+                    "text": text[0].upper() + text[1:] + ".",
+                    "uid": f"{number}:{index}",
+                }
+            )
             clock += duration
             if rng.random() < 0.3:
                 voice = 1 - voice
             speaker_segments[voices[voice]].append(f"{number}:{index}")
 
-        all_params.append({
-            "user": {"uid": owner, "username": f"user{owner}"},
-            "recording": {
-                "uid": str(number), "owner": owner,
-                "title": f"{rng.choice(list(topics)).capitalize()} ({number})",
-                "duration": round(clock, 2), "language": "en",
-                "created_at": f"2025-{1 + number % 12:02d}-{1 + number % 28:02d}T{number % 24:02d}:00:00+00:00",
-            },
-            "segments": segments,
-            "entities": entities,
-            "topics": [{"uid": node_uid(owner, "topic", n), "name": n, "weight": w} for n, w in topics.items()],
-            "speakers": [
-                {"uid": node_uid(owner, "speaker", v.lower()), "name": v, "segments": uids}
-                for v, uids in speaker_segments.items() if uids
-            ],
-        })
+        all_params.append(
+            {
+                "user": {"uid": owner, "username": f"user{owner}"},
+                "recording": {
+                    "uid": str(number),
+                    "owner": owner,
+                    "title": f"{rng.choice(list(topics)).capitalize()} ({number})",
+                    "duration": round(clock, 2),
+                    "language": "en",
+                    "created_at": f"2025-{1 + number % 12:02d}-{1 + number % 28:02d}T{number % 24:02d}:00:00+00:00",
+                },
+                "segments": segments,
+                "entities": entities,
+                "topics": [{"uid": node_uid(owner, "topic", n), "name": n, "weight": w} for n, w in topics.items()],
+                "speakers": [
+                    {"uid": node_uid(owner, "speaker", v.lower()), "name": v, "segments": uids}
+                    for v, uids in speaker_segments.items()
+                    if uids
+                ],
+            }
+        )
     return all_params
 
 
@@ -251,6 +528,7 @@ def items_written(params: dict) -> int:
 
 
 # --- Services and an empty graph -----------------------------------------------------------------
+
 
 def start_services():
     from tests import services
@@ -296,6 +574,7 @@ def count_graph() -> dict:
 
 # --- Part 1. Ingest: batched vs one save per node ------------------------------------------------
 
+
 def write_per_node(params: dict) -> None:
     """The same recording with neomodel objects: one save per node, one connect per relationship."""
     from neomodel import db
@@ -332,8 +611,9 @@ def write_per_node(params: dict) -> None:
         for item in params["entities"]:
             entity = nodes.Entity.nodes.get_or_none(uid=item["uid"])
             if entity is None:
-                entity = nodes.Entity(uid=item["uid"], owner=owner, name=item["name"], key=item["key"],
-                                      type=item["type"]).save()
+                entity = nodes.Entity(
+                    uid=item["uid"], owner=owner, name=item["name"], key=item["key"], type=item["type"]
+                ).save()
             recording.entities.connect(entity, {"count": item["count"], "segments": item["segments"]})
             entity_of[item["uid"]] = entity
 
@@ -365,8 +645,11 @@ def as_baseline(params: dict, tag: int, owner: str = BASELINE_OWNER) -> dict:
         "entities": [e | {"uid": node_uid(owner, "entity", e["key"])} for e in params["entities"]],
         "topics": [t | {"uid": node_uid(owner, "topic", t["name"])} for t in params["topics"]],
         "speakers": [
-            p | {"uid": node_uid(owner, "speaker", p["name"].lower()),
-                 "segments": [f"{number}:{u.split(':')[1]}" for u in p["segments"]]}
+            p
+            | {
+                "uid": node_uid(owner, "speaker", p["name"].lower()),
+                "segments": [f"{number}:{u.split(':')[1]}" for u in p["segments"]],
+            }
             for p in params["speakers"]
         ],
     }
@@ -403,10 +686,12 @@ def ingest(all_params: list[dict], args) -> dict:
     counts = count_graph()
     print(f"\nGraph: {sum(counts['nodes'].values()):,} nodes {counts['nodes']}")
     print(f"       {sum(counts['relationships'].values()):,} relationships {counts['relationships']}")
-    print(f"\nwrite_graph, all {len(all_params)} recordings: {total:.1f} s = "
-          f"{len(all_params) / total:.1f} recordings/s, "
-          f"{segments / total:,.0f} segments/s, {items / total:,.0f} graph items/s; "
-          f"per recording p50 {pct(latencies, 50) * 1000:.0f} ms, p95 {pct(latencies, 95) * 1000:.0f} ms")
+    print(
+        f"\nwrite_graph, all {len(all_params)} recordings: {total:.1f} s = "
+        f"{len(all_params) / total:.1f} recordings/s, "
+        f"{segments / total:,.0f} segments/s, {items / total:,.0f} graph items/s; "
+        f"per recording p50 {pct(latencies, 50) * 1000:.0f} ms, p95 {pct(latencies, 95) * 1000:.0f} ms"
+    )
 
     # The same few recordings both ways, on the full graph, each way under a fresh user of its own;
     # alternating, so a slow spell of this shared machine hits both alike.
@@ -427,12 +712,15 @@ def ingest(all_params: list[dict], args) -> dict:
     print("|---|---|---|---|")
     for name, seconds in (("batched UNWIND (write_graph)", batched), ("one neomodel save/connect per item", per_node)):
         print(f"| {name} | {seconds:.2f} s | {seconds / len(subset) * 1000:.0f} ms | {sub_items / seconds:,.0f} |")
-    print(f"\nbatched / per-node: {ratio:.1f}x  (target >= {TARGET_RATIO:.0f}x) {verdict(ratio >= TARGET_RATIO)}",
-          flush=True)
+    print(
+        f"\nbatched / per-node: {ratio:.1f}x  (target >= {TARGET_RATIO:.0f}x) {verdict(ratio >= TARGET_RATIO)}",
+        flush=True,
+    )
     return {"ratio": ratio}
 
 
 # --- Part 2. Reads -------------------------------------------------------------------------------
+
 
 def pct(values: list[float], p: float) -> float:
     """Nearest-rank percentile."""
@@ -510,7 +798,7 @@ def read_samples(all_params: list[dict], args) -> list[dict]:
         searches["frequent word"] += [(owner, w) for w in ranked[:3]]
         searches["mid word"] += [(owner, w) for w in ranked[100:400:100]]
         searches["rare word"] += [(owner, w) for w in ranked[-3:]]
-        searches["two words"] += [(owner, f"{a} {b}") for a, b in zip(ranked[20:23], ranked[200:203])]
+        searches["two words"] += [(owner, f"{a} {b}") for a, b in zip(ranked[20:23], ranked[200:203], strict=False)]
         own_popular = [names[k] for k in popular if k[0] == owner][:2]
         own_tail = [names[k] for k in mentions if k[0] == owner and mentions[k] == 1][:1]
         searches["entity name"] += [(owner, n) for n in own_popular + own_tail]
@@ -601,24 +889,32 @@ def reads(all_params: list[dict], args) -> dict:
             print(f"{read['name']}: " + ", ".join(repr(arg) for _, arg in read["args"][:6]))
     results = {}
     for read in samples:
-        results[read["name"]] = {"uncached": measure(read, args.reads, "uncached"),
-                                 "cached": measure(read, args.reads, "cached")}
+        results[read["name"]] = {
+            "uncached": measure(read, args.reads, "uncached"),
+            "cached": measure(read, args.reads, "cached"),
+        }
     if not args.skip_unindexed:
         dropped = drop_indexes()
         print(f"dropped {len(dropped)} constraints and indexes: {', '.join(sorted(dropped))}", flush=True)
         try:
             for read in samples:
                 t0 = time.perf_counter()
-                results[read["name"]]["unindexed"] = measure(read, args.unindexed_reads, "unindexed",
-                                                             budget=args.unindexed_budget)
-                print(f"  ... {read['name']} unindexed: {len(results[read['name']]['unindexed'])} calls, "
-                      f"{time.perf_counter() - t0:.1f} s", flush=True)
+                results[read["name"]]["unindexed"] = measure(
+                    read, args.unindexed_reads, "unindexed", budget=args.unindexed_budget
+                )
+                print(
+                    f"  ... {read['name']} unindexed: {len(results[read['name']]['unindexed'])} calls, "
+                    f"{time.perf_counter() - t0:.1f} s",
+                    flush=True,
+                )
         finally:
             print(f"indexes reinstalled (graph_schema) in {reinstall_indexes():.1f} s", flush=True)
 
     ms = lambda v: f"{v * 1000:.1f}"  # noqa: E731
-    print("\n| read | args | indexed uncached p50 / p95 | unindexed p50 / p95 (n) | p50 ratio "
-          "| cached p50 / p95 | targets |")
+    print(
+        "\n| read | args | indexed uncached p50 / p95 | unindexed p50 / p95 (n) | p50 ratio "
+        "| cached p50 / p95 | targets |"
+    )
     print("|---|---|---|---|---|---|---|")
     all_search, worst_cached = [], 0.0
     failures = []
@@ -643,17 +939,25 @@ def reads(all_params: list[dict], args) -> dict:
             ratio = f"{pct(n, 50) / pct(u, 50):.1f}x"
         else:
             unindexed, ratio = "-", "-"
-        print(f"| {read['name']} | {len(read['args'])} | {ms(pct(u, 50))} / {ms(pct(u, 95))} | {unindexed} | {ratio} "
-              f"| {ms(pct(c, 50))} / {ms(pct(c, 95))} | {', '.join(checks)} |")
+        print(
+            f"| {read['name']} | {len(read['args'])} | {ms(pct(u, 50))} / {ms(pct(u, 95))} | {unindexed} | {ratio} "
+            f"| {ms(pct(c, 50))} / {ms(pct(c, 95))} | {', '.join(checks)} |"
+        )
     search_p95 = pct(all_search, 95)
-    print(f"\nsearch p95, all kinds, uncached: {ms(search_p95)} ms (target <= {TARGET_SEARCH_MS:.0f} ms) "
-          f"{verdict(search_p95 * 1000 <= TARGET_SEARCH_MS)}")
-    print(f"worst cached p95: {ms(worst_cached)} ms (target <= {TARGET_CACHED_MS:.0f} ms) "
-          f"{verdict(worst_cached * 1000 <= TARGET_CACHED_MS)}", flush=True)
+    print(
+        f"\nsearch p95, all kinds, uncached: {ms(search_p95)} ms (target <= {TARGET_SEARCH_MS:.0f} ms) "
+        f"{verdict(search_p95 * 1000 <= TARGET_SEARCH_MS)}"
+    )
+    print(
+        f"worst cached p95: {ms(worst_cached)} ms (target <= {TARGET_CACHED_MS:.0f} ms) "
+        f"{verdict(worst_cached * 1000 <= TARGET_CACHED_MS)}",
+        flush=True,
+    )
     return {"samples": samples, "search_p95": search_p95, "worst_cached": worst_cached, "failures": failures}
 
 
 # --- Part 3. PROFILE -----------------------------------------------------------------------------
+
 
 def sent_queries(read: dict, owner: str, arg: str) -> list[tuple[str, str, dict]]:
     """(label, Cypher, params) of the queries one read call sends, caught on their way to
@@ -707,11 +1011,14 @@ def profiles(samples: list[dict]) -> None:
                 top = max(ops, key=lambda op: op.get("dbHits", 0)) if ops else {}
                 top_name = top.get("operatorType", "?").split("@")[0]
                 detail = str(top.get("args", {}).get("Details", ""))[:70]
-                print(f"| {read['name']} | {label} | {hits:,} | {plan.get('rows', '?')} | {elapsed:.1f} "
-                      f"| {top_name} ({top.get('dbHits', 0):,}) {detail} |")
+                print(
+                    f"| {read['name']} | {label} | {hits:,} | {plan.get('rows', '?')} | {elapsed:.1f} "
+                    f"| {top_name} ({top.get('dbHits', 0):,}) {detail} |"
+                )
 
 
 # --- Main ----------------------------------------------------------------------------------------
+
 
 def load() -> str:
     """The 1/5/15-minute load averages: other work on the machine shows up in the p95s."""
@@ -729,8 +1036,12 @@ def parse_args():
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--reads", type=int, default=100, help="timed calls per read (uncached and cached)")
     parser.add_argument("--unindexed-reads", type=int, default=10, help="timed calls per read without indexes")
-    parser.add_argument("--unindexed-budget", type=float, default=30,
-                        help="stop an unindexed read's calls after this many seconds (after 3 calls at least)")
+    parser.add_argument(
+        "--unindexed-budget",
+        type=float,
+        default=30,
+        help="stop an unindexed read's calls after this many seconds (after 3 calls at least)",
+    )
     parser.add_argument("--baseline-recordings", type=int, default=8, help="recordings written one save per node")
     parser.add_argument("--skip-unindexed", action="store_true")
     parser.add_argument("--skip-profile", action="store_true")
@@ -761,14 +1072,18 @@ def main() -> None:
         per_entity = Counter(e["uid"] for p in all_params for e in p["entities"])
         top = per_entity.most_common(1)[0][1]
         once = sum(1 for n in per_entity.values() if n == 1)
-        print(f"# Graph benchmark: {args.recordings} recordings x {args.segments} segments, "
-              f"{args.entities} entities, {args.owners} users (seed {args.seed}); "
-              f"{os.cpu_count()} CPUs, load average {load()}\n")
-        print(f"generated in {time.perf_counter() - t0:.1f} s: {segments:,} segments, {distinct:,} entities, "
-              f"{mentions:,} mentions (entity in most recordings: {top}; mentioned in one recording only: "
-              f"{once:,}); services: Redis {'started' if redis else 'reused'}, "
-              f"Neo4j {'started' if neo4j else 'reused'}",
-              flush=True)
+        print(
+            f"# Graph benchmark: {args.recordings} recordings x {args.segments} segments, "
+            f"{args.entities} entities, {args.owners} users (seed {args.seed}); "
+            f"{os.cpu_count()} CPUs, load average {load()}\n"
+        )
+        print(
+            f"generated in {time.perf_counter() - t0:.1f} s: {segments:,} segments, {distinct:,} entities, "
+            f"{mentions:,} mentions (entity in most recordings: {top}; mentioned in one recording only: "
+            f"{once:,}); services: Redis {'started' if redis else 'reused'}, "
+            f"Neo4j {'started' if neo4j else 'reused'}",
+            flush=True,
+        )
         t0 = time.perf_counter()
         empty_everything()
         print(f"emptied the graph and the Redis db in {time.perf_counter() - t0:.1f} s", flush=True)
@@ -777,12 +1092,18 @@ def main() -> None:
         if not args.skip_profile:
             profiles(summary["samples"])
         print(f"\n## Summary (load average now {load()})\n")
-        print(f"- ingest batched/per-node: {summary['ratio']:.1f}x (>= {TARGET_RATIO:.0f}x) "
-              f"{verdict(summary['ratio'] >= TARGET_RATIO)}")
-        print(f"- search p95 uncached: {summary['search_p95'] * 1000:.1f} ms (<= {TARGET_SEARCH_MS:.0f} ms) "
-              f"{verdict(summary['search_p95'] * 1000 <= TARGET_SEARCH_MS)}")
-        print(f"- worst cached p95: {summary['worst_cached'] * 1000:.2f} ms (<= {TARGET_CACHED_MS:.0f} ms) "
-              f"{verdict(summary['worst_cached'] * 1000 <= TARGET_CACHED_MS)}")
+        print(
+            f"- ingest batched/per-node: {summary['ratio']:.1f}x (>= {TARGET_RATIO:.0f}x) "
+            f"{verdict(summary['ratio'] >= TARGET_RATIO)}"
+        )
+        print(
+            f"- search p95 uncached: {summary['search_p95'] * 1000:.1f} ms (<= {TARGET_SEARCH_MS:.0f} ms) "
+            f"{verdict(summary['search_p95'] * 1000 <= TARGET_SEARCH_MS)}"
+        )
+        print(
+            f"- worst cached p95: {summary['worst_cached'] * 1000:.2f} ms (<= {TARGET_CACHED_MS:.0f} ms) "
+            f"{verdict(summary['worst_cached'] * 1000 <= TARGET_CACHED_MS)}"
+        )
         for failure in summary["failures"]:
             print(f"  - missed: {failure}")
     finally:

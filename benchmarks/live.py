@@ -49,7 +49,7 @@ async def client(url: str, cookie: str, pcm: bytes, policy: str) -> dict:
         await ws.send(json.dumps({"type": "start", "language": "en", "policy": policy}))
         assert json.loads(await ws.recv())["type"] == "ready"
         step = int(FRAME_SECONDS * 16000) * 2
-        frames = [pcm[i:i + step] for i in range(0, len(pcm), step)]
+        frames = [pcm[i : i + step] for i in range(0, len(pcm), step)]
         t0 = time.monotonic()
 
         async def listen():
@@ -80,8 +80,10 @@ def latencies(run: dict) -> dict:
         if t_final > run["audio_end"] + 0.05:
             continue  # made final by the stop message, not by listening
         k = key(word["word"])
-        t_first = min((t for t, w in seen if key(w["word"]) == k and abs(w["start"] - word["start"]) < 0.6
-                       and t <= t_final), default=t_final)
+        t_first = min(
+            (t for t, w in seen if key(w["word"]) == k and abs(w["start"] - word["start"]) < 0.6 and t <= t_final),
+            default=t_final,
+        )
         first.append(t_first - word["end"])
         final.append(t_final - word["end"])
     text = " ".join(m["text"] for _, m in run["messages"] if m["type"] == "final")
@@ -126,7 +128,10 @@ def start_server(clients: int):
     log = BENCH_VAR / "daphne.log"
     daphne = subprocess.Popen(
         [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "assistant_site.asgi:application"],
-        cwd=ROOT, env=os.environ, stdout=log.open("w"), stderr=subprocess.STDOUT,
+        cwd=ROOT,
+        env=os.environ,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
     )
     services.wait_until_listening("127.0.0.1", port, daphne, 60, log)
     return f"ws://127.0.0.1:{port}/ws/live/", cookies, (daphne, redis)
@@ -163,8 +168,10 @@ def main():
         audio = engine.decode_audio(path)
         pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
         seconds = len(audio) / 16000
-        print(f"## Live: {seconds:.1f} s of reference speech per client, {FRAME_SECONDS * 1000:.0f} ms PCM16 frames, "
-              f"{os.cpu_count()} cores")
+        print(
+            f"## Live: {seconds:.1f} s of reference speech per client, {FRAME_SECONDS * 1000:.0f} ms PCM16 frames, "
+            f"{os.cpu_count()} cores"
+        )
         print(f"offline WER of the same file (default settings): {offline_wer(path, text):.1%}\n")
         print("| policy | N | first seen p50 | p95 | final p50 | p95 | WER | kept real time | bytes / audio s |")
         print("|---|---|---|---|---|---|---|---|---|")
@@ -178,17 +185,28 @@ def main():
                 wer = float(np.mean([word_error_rate(text, s["text"]) for s in stats]))
                 skipped = sum(m["skipped"] for s in stats for m in s["lagging"])
                 tail = max(s["tail"] for s in stats)
-                kept = f"yes ({tail:.1f} s to finish)" if skipped == 0 and tail < 3 else f"no ({skipped:.1f} s skipped, {tail:.1f} s to finish)"
+                kept = (
+                    f"yes ({tail:.1f} s to finish)"
+                    if skipped == 0 and tail < 3
+                    else f"no ({skipped:.1f} s skipped, {tail:.1f} s to finish)"
+                )
                 rate = np.mean([r["bytes"] / r["audio_seconds"] for r in runs])
                 summary[(policy, n)] = (pct(first, 95), pct(final, 95), wer)
-                print(f"| {policy} | {n} | {pct(first, 50):.2f} s | {pct(first, 95):.2f} s | {pct(final, 50):.2f} s | "
-                      f"{pct(final, 95):.2f} s | {wer:.1%} | {kept} | {rate / 1000:.1f} kB |", flush=True)
+                print(
+                    f"| {policy} | {n} | {pct(first, 50):.2f} s | {pct(first, 95):.2f} s | {pct(final, 50):.2f} s | "
+                    f"{pct(final, 95):.2f} s | {wer:.1%} | {kept} | {rate / 1000:.1f} kB |",
+                    flush=True,
+                )
         if {"local-agreement", "naive"} <= set(args.policies):
             print("\nnaive / LocalAgreement (higher = LocalAgreement better):")
             for n in args.clients:
                 la, naive = summary[("local-agreement", n)], summary[("naive", n)]
-                print(f"  N={n}: first-seen p95 {naive[0] / la[0]:.2f}x, final p95 {naive[1] / la[1]:.2f}x, "
-                      f"WER {naive[2] / la[2]:.2f}x" if la[2] else f"  N={n}: WER of LocalAgreement is 0")
+                print(
+                    f"  N={n}: first-seen p95 {naive[0] / la[0]:.2f}x, final p95 {naive[1] / la[1]:.2f}x, "
+                    f"WER {naive[2] / la[2]:.2f}x"
+                    if la[2]
+                    else f"  N={n}: WER of LocalAgreement is 0"
+                )
     finally:
         from tests import services
 

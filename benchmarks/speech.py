@@ -21,9 +21,7 @@ def _speak(text: str, voice: str, path: Path) -> np.ndarray:
     with av.open(str(path)) as container:
         resampler = av.AudioResampler(format="s16", layout="mono", rate=16_000)
         chunks = [
-            out.to_ndarray().reshape(-1)
-            for frame in container.decode(audio=0)
-            for out in resampler.resample(frame)
+            out.to_ndarray().reshape(-1) for frame in container.decode(audio=0) for out in resampler.resample(frame)
         ]
         chunks += [out.to_ndarray().reshape(-1) for out in resampler.resample(None)]
     return np.concatenate(chunks)

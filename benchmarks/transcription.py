@@ -50,6 +50,7 @@ def child_env(threads: int, extra: dict | None = None) -> dict:
 
 # --- Part 1 and the direct side of part 2: one configuration in a fresh process -------------
 
+
 def run_child(config: dict) -> None:
     """In a child process: load the model, then time `repeat` transcriptions of the audio."""
     import django
@@ -81,13 +82,17 @@ def run_child(config: dict) -> None:
     print(json.dumps({"times": times, "text": text, "rss_mib": rss_mib}))
 
 
-def measure(audio: Path, compute_type: str, beam: int, pipeline: str, threads: int, repeat: int, raw=False,
-            warmup=0):
-    config = dict(audio=str(audio), compute_type=compute_type, beam=beam, pipeline=pipeline,
-                  repeat=repeat, raw=raw, warmup=warmup)
+def measure(audio: Path, compute_type: str, beam: int, pipeline: str, threads: int, repeat: int, raw=False, warmup=0):
+    config = dict(
+        audio=str(audio), compute_type=compute_type, beam=beam, pipeline=pipeline, repeat=repeat, raw=raw, warmup=warmup
+    )
     out = subprocess.run(
         [sys.executable, __file__, "--child", json.dumps(config)],
-        env=child_env(threads), capture_output=True, text=True, check=True, cwd=ROOT,
+        env=child_env(threads),
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -95,26 +100,36 @@ def measure(audio: Path, compute_type: str, beam: int, pipeline: str, threads: i
 def part1(audio: Path, text: str, duration: float, args) -> None:
     from django.conf import settings
 
-    print(f"\n## Configurations: {duration:.1f} s of reference speech, cpu_threads={args.threads}, "
-          f"median of {args.repeat}")
+    print(
+        f"\n## Configurations: {duration:.1f} s of reference speech, cpu_threads={args.threads}, "
+        f"median of {args.repeat}"
+    )
     print("| compute | pipeline | beam | speed (x real time) | WER | peak RSS |")
     print("|---|---|---|---|---|---|")
     configs = (
-        [(settings.WHISPER_COMPUTE_TYPE, settings.WHISPER_BEAM_SIZE, "batched"),
-         (settings.WHISPER_COMPUTE_TYPE, settings.WHISPER_BEAM_SIZE, "sequential")]
+        [
+            (settings.WHISPER_COMPUTE_TYPE, settings.WHISPER_BEAM_SIZE, "batched"),
+            (settings.WHISPER_COMPUTE_TYPE, settings.WHISPER_BEAM_SIZE, "sequential"),
+        ]
         if args.quick
-        else list(product(settings.WHISPER_COMPUTE_TYPES, sorted({1, 2, 5, settings.WHISPER_BEAM_SIZE}),
-                          ("sequential", "batched")))
+        else list(
+            product(
+                settings.WHISPER_COMPUTE_TYPES, sorted({1, 2, 5, settings.WHISPER_BEAM_SIZE}), ("sequential", "batched")
+            )
+        )
     )
     for compute_type, beam, pipeline in configs:
         result = measure(audio, compute_type, beam, pipeline, args.threads, args.repeat)
         speed = duration / statistics.median(result["times"])
         wer = word_error_rate(text, result["text"])
-        print(f"| {compute_type} | {pipeline} | {beam} | {speed:.1f}x | {wer:.1%} | "
-              f"{result['rss_mib']:.0f} MiB |", flush=True)
+        print(
+            f"| {compute_type} | {pipeline} | {beam} | {speed:.1f}x | {wer:.1%} | {result['rss_mib']:.0f} MiB |",
+            flush=True,
+        )
 
 
 # --- Part 1b: where batched starts to pay -----------------------------------------------------
+
 
 def crossover(args) -> None:
     from django.conf import settings
@@ -127,31 +142,50 @@ def crossover(args) -> None:
         duration = wav_seconds(audio)
         speeds = {}
         for pipeline in ("sequential", "batched"):
-            result = measure(audio, settings.WHISPER_COMPUTE_TYPE, settings.WHISPER_BEAM_SIZE,
-                             pipeline, args.threads, args.repeat)
+            result = measure(
+                audio, settings.WHISPER_COMPUTE_TYPE, settings.WHISPER_BEAM_SIZE, pipeline, args.threads, args.repeat
+            )
             speeds[pipeline] = duration / statistics.median(result["times"])
-        print(f"| {duration:.0f} s | {speeds['sequential']:.1f}x | {speeds['batched']:.1f}x | "
-              f"{speeds['batched'] / speeds['sequential']:.2f} |", flush=True)
+        print(
+            f"| {duration:.0f} s | {speeds['sequential']:.1f}x | {speeds['batched']:.1f}x | "
+            f"{speeds['batched'] / speeds['sequential']:.2f} |",
+            flush=True,
+        )
 
 
 # --- Part 1c: worker layouts (processes x threads) under load ----------------------------------
+
 
 def layouts(audio: Path, duration: float, args) -> None:
     """Files transcribed at once by `procs` worker processes with `threads` threads each."""
     from django.conf import settings
 
     cores = os.cpu_count() or 1
-    print(f"\n## Worker layouts: {cores} cores, default compute/beam, each process transcribes "
-          f"{args.repeat} files back to back")
+    print(
+        f"\n## Worker layouts: {cores} cores, default compute/beam, each process transcribes "
+        f"{args.repeat} files back to back"
+    )
     print("| processes x threads | one file (median) | all processes together |")
     print("|---|---|---|")
     pipeline = "batched" if duration >= settings.WHISPER_BATCHED_MIN_SECONDS else "sequential"
-    config = dict(audio=str(audio), compute_type=settings.WHISPER_COMPUTE_TYPE, beam=settings.WHISPER_BEAM_SIZE,
-                  pipeline=pipeline, repeat=args.repeat, raw=False)
+    config = dict(
+        audio=str(audio),
+        compute_type=settings.WHISPER_COMPUTE_TYPE,
+        beam=settings.WHISPER_BEAM_SIZE,
+        pipeline=pipeline,
+        repeat=args.repeat,
+        raw=False,
+    )
     for procs, threads in sorted({(1, cores), (cores, 1), (cores, cores)}):
         children = [
-            subprocess.Popen([sys.executable, __file__, "--child", json.dumps(config)], env=child_env(threads),
-                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT)
+            subprocess.Popen(
+                [sys.executable, __file__, "--child", json.dumps(config)],
+                env=child_env(threads),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
+                cwd=ROOT,
+            )
             for _ in range(procs)
         ]
         results = [json.loads(c.communicate()[0].strip().splitlines()[-1]) for c in children]
@@ -163,6 +197,7 @@ def layouts(audio: Path, duration: float, args) -> None:
 
 
 # --- Part 2: the whole app path ----------------------------------------------------------------
+
 
 def part2(audio: Path, duration: float, args) -> None:
     from django.conf import settings
@@ -179,16 +214,37 @@ def part2(audio: Path, duration: float, args) -> None:
     neo4j = services.start_neo4j(BENCH_ENV["NEO4J_BOLT_URL"], BENCH_VAR / "neo4j")
     worker = None
     try:
-        subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
-                       cwd=ROOT, env=os.environ, check=True)
-        subprocess.run([sys.executable, "manage.py", "graph_schema"],
-                       cwd=ROOT, env=os.environ, check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=os.environ, check=True
+        )
+        subprocess.run(
+            [sys.executable, "manage.py", "graph_schema"],
+            cwd=ROOT,
+            env=os.environ,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
         log = BENCH_VAR / "worker.log"
         worker = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "assistant_site", "worker", "--concurrency=1",
-             "--loglevel=INFO", "--without-gossip", "--without-mingle", "--without-heartbeat",
-             "--hostname", "bench@%h"],
-            cwd=ROOT, env=os.environ, stdout=log.open("w"), stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "assistant_site",
+                "worker",
+                "--concurrency=1",
+                "--loglevel=INFO",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "--hostname",
+                "bench@%h",
+            ],
+            cwd=ROOT,
+            env=os.environ,
+            stdout=log.open("w"),
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + 120
         while "ready." not in log.read_text():
@@ -200,28 +256,42 @@ def part2(audio: Path, duration: float, args) -> None:
         app_times, direct_times = [], []
         for _ in range(rounds):
             app_times.append(app_path_once(audio))
-            direct_times += measure(audio, settings.WHISPER_COMPUTE_TYPE, settings.WHISPER_BEAM_SIZE,
-                                    pipeline, args.threads, 1, raw=True, warmup=1)["times"]
+            direct_times += measure(
+                audio,
+                settings.WHISPER_COMPUTE_TYPE,
+                settings.WHISPER_BEAM_SIZE,
+                pipeline,
+                args.threads,
+                1,
+                raw=True,
+                warmup=1,
+            )["times"]
     finally:
         services.stop(worker)
         services.stop(neo4j)
         services.stop(redis)
     app, raw = statistics.median(t["wall"] for t in app_times), statistics.median(direct_times)
     part = {k: statistics.median(t[k] for t in app_times) for k in ("upload", "job", "transcribe")}
-    print(f"\n## App path vs faster-whisper directly ({settings.WHISPER_COMPUTE_TYPE}, {pipeline}, "
-          f"beam {settings.WHISPER_BEAM_SIZE}, cpu_threads={args.threads}, median of {rounds}, alternating)")
+    print(
+        f"\n## App path vs faster-whisper directly ({settings.WHISPER_COMPUTE_TYPE}, {pipeline}, "
+        f"beam {settings.WHISPER_BEAM_SIZE}, cpu_threads={args.threads}, median of {rounds}, alternating)"
+    )
     print("| path | wall | speed |")
     print("|---|---|---|")
     print(f"| faster-whisper directly (decode + transcribe) | {raw:.2f} s | {duration / raw:.1f}x |")
     print(f"| app: upload -> Celery -> transcript stored | {app:.2f} s | {duration / app:.1f}x |")
-    print(f"\napp wall time, median parts: upload request {part['upload'] * 1000:.0f} ms; "
-          f"queue + pickup {max(0.0, app - part['upload'] - part['job']) * 1000:.0f} ms; "
-          f"job {part['job'] * 1000:.0f} ms, of which faster-whisper {part['transcribe'] * 1000:.0f} ms "
-          f"(the rest: decode, progress, storing)")
+    print(
+        f"\napp wall time, median parts: upload request {part['upload'] * 1000:.0f} ms; "
+        f"queue + pickup {max(0.0, app - part['upload'] - part['job']) * 1000:.0f} ms; "
+        f"job {part['job'] * 1000:.0f} ms, of which faster-whisper {part['transcribe'] * 1000:.0f} ms "
+        f"(the rest: decode, progress, storing)"
+    )
     # Each round's pair ran back to back, so its ratio is the least disturbed by the machine.
-    paired = sorted(d / a["wall"] for d, a in zip(direct_times, app_times))
-    print(f"ratio direct/app = {raw / app:.3f} from the medians; per round: median {statistics.median(paired):.3f}, "
-          f"range {paired[0]:.3f}-{paired[-1]:.3f} (target >= 0.95)")
+    paired = sorted(d / a["wall"] for d, a in zip(direct_times, app_times, strict=True))
+    print(
+        f"ratio direct/app = {raw / app:.3f} from the medians; per round: median {statistics.median(paired):.3f}, "
+        f"range {paired[0]:.3f}-{paired[-1]:.3f} (target >= 0.95)"
+    )
 
 
 def app_path_once(audio: Path) -> dict:
@@ -252,8 +322,12 @@ def app_path_once(audio: Path) -> dict:
         time.sleep(0.05)
         recording.refresh_from_db(fields=["graph_synced_at"])
     job = (recording.finished_at - recording.started_at).total_seconds()
-    return {"wall": elapsed, "upload": uploaded - started, "job": job,
-            "transcribe": recording.transcript.processing_seconds}
+    return {
+        "wall": elapsed,
+        "upload": uploaded - started,
+        "job": job,
+        "transcribe": recording.transcript.processing_seconds,
+    }
 
 
 def wav_seconds(path: Path) -> float:
@@ -267,8 +341,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--quick", action="store_true", help="the default configuration only")
-    parser.add_argument("--threads", type=int, default=int(os.environ.get("WHISPER_CPU_THREADS", 0)) or None,
-                        help="cpu_threads per transcription (default: the app's setting)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=int(os.environ.get("WHISPER_CPU_THREADS", 0)) or None,
+        help="cpu_threads per transcription (default: the app's setting)",
+    )
     parser.add_argument("--repeat", type=int, default=3, help="runs per measurement (median)")
     parser.add_argument("--skip", nargs="*", default=[], choices=["configs", "crossover", "layouts", "app"])
     args = parser.parse_args()

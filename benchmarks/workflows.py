@@ -40,8 +40,16 @@ TRANSCRIPT = (
     "Finally, everyone should send their holiday plans to John by the end of the month. "
 ) * 3
 
-QUESTIONS = ["Name a fruit.", "Name a colour.", "Name an animal.", "Name a city.",
-             "Name a planet.", "Name a metal.", "Name a tree.", "Name a river."]
+QUESTIONS = [
+    "Name a fruit.",
+    "Name a colour.",
+    "Name an animal.",
+    "Name a city.",
+    "Name a planet.",
+    "Name a metal.",
+    "Name a tree.",
+    "Name a river.",
+]
 
 
 def median_ms(values: list[float]) -> str:
@@ -50,10 +58,14 @@ def median_ms(values: list[float]) -> str:
 
 def branches(k: int, kind: str, salt: str) -> dict:
     if kind == "llm":
-        nodes = [{"id": f"b{i}", "type": "llm_chat", "settings": {"max_tokens": 24},
-                  "inputs": {"prompt": f"q{i}.value"}} for i in range(k)]
-        nodes += [{"id": f"q{i}", "type": "passthrough",
-                   "settings": {"value": f"{QUESTIONS[i % len(QUESTIONS)]} ({salt})"}} for i in range(k)]
+        nodes = [
+            {"id": f"b{i}", "type": "llm_chat", "settings": {"max_tokens": 24}, "inputs": {"prompt": f"q{i}.value"}}
+            for i in range(k)
+        ]
+        nodes += [
+            {"id": f"q{i}", "type": "passthrough", "settings": {"value": f"{QUESTIONS[i % len(QUESTIONS)]} ({salt})"}}
+            for i in range(k)
+        ]
         port = "response"
     else:
         nodes = [{"id": f"b{i}", "type": "bench_wait", "settings": {"seconds": 0.5}} for i in range(k)]
@@ -68,8 +80,10 @@ async def part_parallel(k: int, repeats: int) -> None:
     from workflows.nodes.base import Context
 
     print(f"\n1. {k} independent branches")
-    print(f"{'branches':<22}{'one after another':>19}{'engine, cap 1':>16}{'engine, cap 2':>16}"
-          f"{'engine, cap k':>16}{'longest branch':>17}")
+    print(
+        f"{'branches':<22}{'one after another':>19}{'engine, cap 1':>16}{'engine, cap 2':>16}"
+        f"{'engine, cap k':>16}{'longest branch':>17}"
+    )
     llm = LLM()
     try:
         for kind in ("llm", "wait"):
@@ -95,9 +109,13 @@ async def part_parallel(k: int, repeats: int) -> None:
                     assert result.status == "done", result.error
                     sink.append(time.perf_counter() - began)
             label = "LLM chat (local)" if kind == "llm" else "0.5 s latency (API)"
-            print(f"{label:<22}{median_ms(sequential):>19}{median_ms(capped):>16}{median_ms(two):>16}"
-                  f"{median_ms(free):>16}{median_ms(longest):>17}")
-            speedups = "".join(f"{statistics.median(sequential) / statistics.median(t):>15.2f}x" for t in (capped, two, free))
+            print(
+                f"{label:<22}{median_ms(sequential):>19}{median_ms(capped):>16}{median_ms(two):>16}"
+                f"{median_ms(free):>16}{median_ms(longest):>17}"
+            )
+            speedups = "".join(
+                f"{statistics.median(sequential) / statistics.median(t):>15.2f}x" for t in (capped, two, free)
+            )
             print(f"{'':<22}{'':>19}{speedups}   (speed-up vs one after another)")
     finally:
         await llm.close()
@@ -118,8 +136,10 @@ async def part_cache(repeats: int) -> None:
     try:
         for r in range(repeats):
             text = f"Meeting {r} of {time.time()}. " + TRANSCRIPT
-            run_def = {"nodes": [{"id": "transcript", "type": "passthrough", "settings": {"value": text}}]
-                       + [n | {"inputs": {"text": "transcript.value"}} for n in nodes]}
+            run_def = {
+                "nodes": [{"id": "transcript", "type": "passthrough", "settings": {"value": text}}]
+                + [n | {"inputs": {"text": "transcript.value"}} for n in nodes]
+            }
             for sink in (firsts, cached):
                 began = time.perf_counter()
                 result = await engine.execute(run_def, Context(llm=llm))
@@ -129,8 +149,10 @@ async def part_cache(repeats: int) -> None:
     finally:
         await llm.close()
     ratio = statistics.median(firsts) / statistics.median(cached)
-    print(f"first run {median_ms(firsts)}   cached re-run {median_ms(cached)}   ratio {ratio:,.0f}x "
-          f"({'meets' if ratio >= 50 else 'misses'} the 50x target)")
+    print(
+        f"first run {median_ms(firsts)}   cached re-run {median_ms(cached)}   ratio {ratio:,.0f}x "
+        f"({'meets' if ratio >= 50 else 'misses'} the 50x target)"
+    )
 
 
 async def part_streaming(repeats: int) -> None:
@@ -144,19 +166,24 @@ async def part_streaming(repeats: int) -> None:
             began = time.perf_counter()
             seen = []
 
-            async def on_token(token):
+            async def on_token(token, seen=seen, began=began):
                 if not seen:
                     first.append(time.perf_counter() - began)
                 seen.append(token)
 
-            await llm.chat([{"role": "user", "content": f"Describe a busy harbour in three sentences. ({r} {time.time()})"}],
-                           max_tokens=120, on_token=on_token)
+            await llm.chat(
+                [{"role": "user", "content": f"Describe a busy harbour in three sentences. ({r} {time.time()})"}],
+                max_tokens=120,
+                on_token=on_token,
+            )
             full.append(time.perf_counter() - began)
             counts.append(len(seen))
     finally:
         await llm.close()
-    print(f"first token {median_ms(first)}   full reply {median_ms(full)} ({statistics.median(counts):.0f} tokens)   "
-          f"the page shows text {statistics.median(full) / statistics.median(first):.0f}x sooner than without streaming")
+    print(
+        f"first token {median_ms(first)}   full reply {median_ms(full)} ({statistics.median(counts):.0f} tokens)   "
+        f"the page shows text {statistics.median(full) / statistics.median(first):.0f}x sooner than without streaming"
+    )
 
 
 async def part_overhead() -> None:
@@ -167,7 +194,9 @@ async def part_overhead() -> None:
     for shape, n in (("chain", 200), ("chain", 1000), ("fan", 1000)):
         if shape == "chain":
             nodes = [{"id": "n0", "type": "passthrough", "settings": {"value": 1}}]
-            nodes += [{"id": f"n{i}", "type": "passthrough", "inputs": {"value": f"n{i - 1}.value"}} for i in range(1, n)]
+            nodes += [
+                {"id": f"n{i}", "type": "passthrough", "inputs": {"value": f"n{i - 1}.value"}} for i in range(1, n)
+            ]
         else:
             nodes = [{"id": f"n{i}", "type": "passthrough", "settings": {"value": i}} for i in range(n)]
         graph = engine.validate({"nodes": nodes})
@@ -178,8 +207,10 @@ async def part_overhead() -> None:
             times.append(time.perf_counter() - began)
             assert result.status == "done"
         per_node_ms = statistics.median(times) / n * 1000
-        print(f"{shape:<6} of {n:>5} nodes: {statistics.median(times) * 1000:8.1f} ms, "
-              f"{per_node_ms * 1000:6.1f} µs per node ({'meets' if per_node_ms < 1 else 'misses'} the < 1 ms target)")
+        print(
+            f"{shape:<6} of {n:>5} nodes: {statistics.median(times) * 1000:8.1f} ms, "
+            f"{per_node_ms * 1000:6.1f} µs per node ({'meets' if per_node_ms < 1 else 'misses'} the < 1 ms target)"
+        )
 
 
 def main() -> None:
@@ -213,8 +244,10 @@ def main() -> None:
         from django_redis import get_redis_connection
 
         get_redis_connection("default").flushdb()
-        print(f"LLM: {settings.LLM_BASE_URL} ({settings.LLM_MODEL}), {os.cpu_count()} cores, "
-              f"LLM_MAX_CONCURRENCY={settings.LLM_MAX_CONCURRENCY}")
+        print(
+            f"LLM: {settings.LLM_BASE_URL} ({settings.LLM_MODEL}), {os.cpu_count()} cores, "
+            f"LLM_MAX_CONCURRENCY={settings.LLM_MAX_CONCURRENCY}"
+        )
         asyncio.run(part_parallel(args.branches, args.repeats))
         asyncio.run(part_cache(args.repeats))
         asyncio.run(part_streaming(args.repeats))

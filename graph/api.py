@@ -83,7 +83,10 @@ def recording_graph(request: HttpRequest, recording_id: int):
 
 
 @router.get("/graph/neighbours")
-def neighbours(request: HttpRequest, node: str = Query(..., description='"kind:uid", kind one of recording, entity, topic, speaker')):
+def neighbours(
+    request: HttpRequest,
+    node: str = Query(..., description='"kind:uid", kind one of recording, entity, topic, speaker'),
+):
     """A node and its strongest links: what the graph page draws."""
     if node.partition(":")[0] not in queries.NEIGHBOURS:
         raise HttpError(400, "Unknown node kind.")

@@ -43,7 +43,7 @@ class SearchQuery:
         while typing), own nodes only."""
         *whole, last = self.terms
         if not self.match_all:
-            return f"+({' '.join(f'{field}:{t}' for t in self.terms)}) +owner:\"{int(owner)}\""
+            return f'+({" ".join(f"{field}:{t}" for t in self.terms)}) +owner:"{int(owner)}"'
         parts = [f"+{field}:{t}" for t in whole] + [f"+({field}:{last} OR {field}:{last}*)"]
         return " ".join(parts) + f' +owner:"{int(owner)}"'
 
@@ -84,7 +84,7 @@ TIE_SLACK = 64
 
 def rows(query: str, params: dict) -> list[dict]:
     results, columns = db.cypher_query(query, params)
-    return [dict(zip(columns, row)) for row in results]
+    return [dict(zip(columns, row, strict=True)) for row in results]
 
 
 SEARCH_SEGMENTS = """
@@ -107,8 +107,15 @@ ORDER BY score DESC
 """
 
 
-def search(owner: str, text: str, cursor: str | None = None, limit: int | None = None, *,
-           match_all: bool = True, recording: int | None = None) -> dict:
+def search(
+    owner: str,
+    text: str,
+    cursor: str | None = None,
+    limit: int | None = None,
+    *,
+    match_all: bool = True,
+    recording: int | None = None,
+) -> dict:
     """Segments and entities of this user matching `text`, best first, one page at a time.
 
     Entities come with the first page only. `match_all=False` finds segments with any of the
@@ -123,13 +130,22 @@ def search(owner: str, text: str, cursor: str | None = None, limit: int | None =
     scan = 2**31 - 1 if recording else seen + limit + 1 + TIE_SLACK
 
     def compute():
-        segments = rows(SEARCH_SEGMENTS, {
-            "lucene": query.lucene("text", owner), "owner": owner, "limit": limit + 1,
-            "recording": str(recording) if recording else None, "scan": scan,
-            "after_score": after_score, "after_uid": after_uid,
-        })
-        entities = [] if cursor else rows(
-            SEARCH_ENTITIES, {"lucene": query.lucene("name", owner), "owner": owner, "limit": 10}
+        segments = rows(
+            SEARCH_SEGMENTS,
+            {
+                "lucene": query.lucene("text", owner),
+                "owner": owner,
+                "limit": limit + 1,
+                "recording": str(recording) if recording else None,
+                "scan": scan,
+                "after_score": after_score,
+                "after_uid": after_uid,
+            },
+        )
+        entities = (
+            []
+            if cursor
+            else rows(SEARCH_ENTITIES, {"lucene": query.lucene("name", owner), "owner": owner, "limit": 10})
         )
         more = len(segments) > limit
         segments = segments[:limit]
@@ -170,6 +186,7 @@ RETURN e {.uid, .name, .type} AS entity, recordings, related
 
 def entity(owner: str, uid: str, limit: int = 50) -> dict | None:
     """An entity of this user: the recordings (and segments) that mention it, entities seen with it."""
+
     def compute():
         found = rows(ENTITY, {"owner": owner, "uid": uid, "limit": limit})
         return found[0] if found else None
@@ -206,6 +223,7 @@ RETURN r {.uid, .title} AS recording, entities, topics, speakers, related
 
 def recording(owner: str, recording_id: int) -> dict | None:
     """A recording's entities, topics, speakers, and the user's other recordings that share them."""
+
     def compute():
         found = rows(RECORDING, {"owner": owner, "uid": str(recording_id)})
         return found[0] if found else None
@@ -217,7 +235,10 @@ def recording(owner: str, recording_id: int) -> dict | None:
 # Each kind's neighbours, strongest links first and capped, so a hub never loads the whole graph.
 # The node itself always comes back (with null neighbour columns if it has none).
 NEIGHBOURS = {
-    "recording": ("Recording", "title", """
+    "recording": (
+        "Recording",
+        "title",
+        """
         MATCH (n)-[l:MENTIONS]->(m:Entity)
         RETURN m, 'entity' AS kind, m.name AS label, 'MENTIONS' AS rel, l.count AS weight, false AS inbound
         ORDER BY weight DESC LIMIT $limit
@@ -227,8 +248,12 @@ NEIGHBOURS = {
         UNION
         MATCH (n)-[l:HAS_SPEAKER]->(m:Speaker)
         RETURN m, 'speaker' AS kind, m.name AS label, 'HAS_SPEAKER' AS rel, l.segments AS weight, false AS inbound
-    """),
-    "entity": ("Entity", "name", """
+    """,
+    ),
+    "entity": (
+        "Entity",
+        "name",
+        """
         MATCH (m:Recording)-[l:MENTIONS]->(n)
         RETURN m, 'recording' AS kind, m.title AS label, 'MENTIONS' AS rel, l.count AS weight, true AS inbound
         ORDER BY weight DESC LIMIT $limit
@@ -236,17 +261,26 @@ NEIGHBOURS = {
         MATCH (n)-[l:CO_OCCURS]-(m:Entity)
         RETURN m, 'entity' AS kind, m.name AS label, 'CO_OCCURS' AS rel, l.weight AS weight, false AS inbound
         ORDER BY weight DESC LIMIT $limit
-    """),
-    "topic": ("Topic", "name", """
+    """,
+    ),
+    "topic": (
+        "Topic",
+        "name",
+        """
         MATCH (m:Recording)-[l:ABOUT]->(n)
         RETURN m, 'recording' AS kind, m.title AS label, 'ABOUT' AS rel, l.weight AS weight, true AS inbound
         ORDER BY weight DESC LIMIT $limit
-    """),
-    "speaker": ("Speaker", "name", """
+    """,
+    ),
+    "speaker": (
+        "Speaker",
+        "name",
+        """
         MATCH (m:Recording)-[l:HAS_SPEAKER]->(n)
         RETURN m, 'recording' AS kind, m.title AS label, 'HAS_SPEAKER' AS rel, l.segments AS weight, true AS inbound
         ORDER BY weight DESC LIMIT $limit
-    """),
+    """,
+    ),
 }
 
 
@@ -278,8 +312,15 @@ def neighbours(owner: str, node_id: str, limit: int = 25) -> dict | None:
             other = f"{row['kind']}:{row['uid']}"
             nodes.setdefault(other, {"id": other, "kind": row["kind"], "label": row["label"]})
             source, target = (other, node_id) if row["inbound"] else (node_id, other)
-            edges.append({"id": f"{source}|{row['rel']}|{target}", "source": source, "target": target,
-                          "rel": row["rel"], "weight": row["weight"]})
+            edges.append(
+                {
+                    "id": f"{source}|{row['rel']}|{target}",
+                    "source": source,
+                    "target": target,
+                    "rel": row["rel"],
+                    "weight": row["weight"],
+                }
+            )
         return {"nodes": list(nodes.values()), "edges": edges}
 
     return cache.cached(owner, "neighbours", {"id": node_id, "limit": limit}, compute)

@@ -19,6 +19,7 @@ from .writes import GRAPH_UNAVAILABLE
 
 def graph_view(view):
     """Signed-in GET only; a Neo4j outage becomes a 503 page instead of a traceback."""
+
     @login_required
     @require_GET
     @wraps(view)

@@ -147,9 +147,7 @@ def recording_params(recording: Recording) -> dict:
     """Everything the graph holds about a transcribed recording, from the database."""
     transcript = recording.transcript
     owner = str(recording.owner_id)
-    segments = list(
-        transcript.segments.order_by("index").values("index", "start", "end", "text", "speaker")
-    )
+    segments = list(transcript.segments.order_by("index").values("index", "start", "end", "text", "speaker"))
     texts = [s["text"] for s in segments]
     found = extraction.with_typed(extraction.entities(texts), recording.knowledge.get("entities", []), texts)
     speakers: dict[str, dict] = {}
@@ -173,8 +171,14 @@ def recording_params(recording: Recording) -> dict:
             for s in segments
         ],
         "entities": [
-            {"uid": node_uid(owner, "entity", f.key), "name": f.name, "key": f.key, "type": f.type,
-             "count": f.count, "segments": f.segments}
+            {
+                "uid": node_uid(owner, "entity", f.key),
+                "name": f.name,
+                "key": f.key,
+                "type": f.type,
+                "count": f.count,
+                "segments": f.segments,
+            }
             for f in found
         ],
         "topics": [
@@ -193,13 +197,18 @@ def write_graph(params: dict) -> None:
         rows, _ = db.cypher_query(CLEAR_LINKS, {"uid": uid})
         old_entities, old_topics, old_speakers = rows[0] if rows else ([], [], [])
         db.cypher_query(WRITE_RECORDING, params)
-        db.cypher_query(WRITE_KNOWLEDGE, {
-            "uid": uid, "owner": owner, "entities": params["entities"], "pairs": list(combinations(linked, 2)),
-            "topics": params["topics"], "speakers": params["speakers"],
-        })
         db.cypher_query(
-            DROP_ORPHANS, {"entities": old_entities, "topics": old_topics, "speakers": old_speakers}
+            WRITE_KNOWLEDGE,
+            {
+                "uid": uid,
+                "owner": owner,
+                "entities": params["entities"],
+                "pairs": list(combinations(linked, 2)),
+                "topics": params["topics"],
+                "speakers": params["speakers"],
+            },
         )
+        db.cypher_query(DROP_ORPHANS, {"entities": old_entities, "topics": old_topics, "speakers": old_speakers})
     cache.graph_changed(owner)
 
 
@@ -233,9 +242,7 @@ def delete_recording(recording_id: int, owner: str | None = None) -> None:
         rows, _ = db.cypher_query(CLEAR_LINKS, {"uid": uid})
         old_entities, old_topics, old_speakers = rows[0] if rows else ([], [], [])
         db.cypher_query(DELETE_RECORDING, {"uid": uid})
-        db.cypher_query(
-            DROP_ORPHANS, {"entities": old_entities, "topics": old_topics, "speakers": old_speakers}
-        )
+        db.cypher_query(DROP_ORPHANS, {"entities": old_entities, "topics": old_topics, "speakers": old_speakers})
     if owner is not None:
         cache.graph_changed(owner)
 

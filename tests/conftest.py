@@ -79,10 +79,27 @@ def celery_worker_process(django_db_setup, django_db_blocker, tmp_path_factory):
     log = tmp_path_factory.mktemp("worker") / "worker.log"
     env = services.test_process_env(settings.DATABASES["default"]["NAME"])
     process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "assistant_site", "worker",
-         "--loglevel=INFO", "--concurrency=1", "-Q", "celery,workflows", "--without-gossip", "--without-mingle",
-         "--without-heartbeat", "--hostname", "test-worker@%h"],
-        cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "assistant_site",
+            "worker",
+            "--loglevel=INFO",
+            "--concurrency=1",
+            "-Q",
+            "celery,workflows",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "--hostname",
+            "test-worker@%h",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
     )
     _wait_for_log(process, log, "ready.", 120)
     yield process, log
@@ -106,9 +123,11 @@ def daphne_server(django_db_setup, celery_worker_process, tmp_path_factory):
     log = tmp_path_factory.mktemp("daphne") / "daphne.log"
     env = services.test_process_env(settings.DATABASES["default"]["NAME"])
     process = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
-         "assistant_site.asgi:application"],
-        cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
+        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "assistant_site.asgi:application"],
+        cwd=ROOT,
+        env=env,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
     )
     services.wait_until_listening("127.0.0.1", port, process, 60, log)
     yield f"http://127.0.0.1:{port}"

@@ -1,10 +1,9 @@
 """A small cast of users and real audio made on the spot."""
 
 import subprocess
-
-import av
 from pathlib import Path
 
+import av
 from django.contrib.auth import get_user_model
 
 PASSWORD = "correct-horse-battery-staple"
@@ -16,9 +15,7 @@ def make_user(username: str):
 
 def speech_wav(text: str, path: Path, voice: str = "en", speed: int = 130) -> Path:
     """Speak text to a WAV file with espeak-ng (22.05 kHz mono)."""
-    subprocess.run(
-        ["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(path), text], check=True, capture_output=True
-    )
+    subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(path), text], check=True, capture_output=True)
     return path
 
 
@@ -48,16 +45,31 @@ def make_transcribed(owner, title: str, texts: list[str], speakers: list[str] | 
     from transcription.models import Recording, Segment, Transcript
 
     recording = Recording.objects.create(
-        owner=owner, title=title, audio=f"{title}.wav", status=Recording.Status.DONE, progress=1.0,
-        duration=2.0 * len(texts), finished_at=timezone.now(),
+        owner=owner,
+        title=title,
+        audio=f"{title}.wav",
+        status=Recording.Status.DONE,
+        progress=1.0,
+        duration=2.0 * len(texts),
+        finished_at=timezone.now(),
     )
     transcript = Transcript.objects.create(
-        recording=recording, text=" ".join(texts), language="en", model_name="tiny.en",
-        compute_type="int8", processing_seconds=0.1,
+        recording=recording,
+        text=" ".join(texts),
+        language="en",
+        model_name="tiny.en",
+        compute_type="int8",
+        processing_seconds=0.1,
     )
     Segment.objects.bulk_create(
-        Segment(transcript=transcript, index=i, start=2.0 * i, end=2.0 * i + 2, text=text,
-                speaker=(speakers[i] if speakers else ""))
+        Segment(
+            transcript=transcript,
+            index=i,
+            start=2.0 * i,
+            end=2.0 * i + 2,
+            text=text,
+            speaker=(speakers[i] if speakers else ""),
+        )
         for i, text in enumerate(texts)
     )
     return recording

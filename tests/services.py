@@ -14,9 +14,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parent.parent
-NEO4J_CLASSPATH = (
-    f"{ROOT}/graph/neo4j/target/classes:{ROOT}/graph/neo4j/target/lib/*"
-)
+NEO4J_CLASSPATH = f"{ROOT}/graph/neo4j/target/classes:{ROOT}/graph/neo4j/target/lib/*"
 
 
 def is_listening(host: str, port: int) -> bool:
@@ -49,9 +47,21 @@ def start_redis(url: str, data_dir: Path) -> subprocess.Popen | None:
     data_dir.mkdir(parents=True, exist_ok=True)
     log = data_dir / "redis.log"
     process = subprocess.Popen(
-        ["redis-server", "--bind", host, "--port", str(port), "--dir", str(data_dir),
-         "--save", "", "--appendonly", "no"],
-        stdout=log.open("w"), stderr=subprocess.STDOUT,
+        [
+            "redis-server",
+            "--bind",
+            host,
+            "--port",
+            str(port),
+            "--dir",
+            str(data_dir),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
     )
     wait_until_listening(host, port, process, 20, log)
     return process
@@ -67,9 +77,19 @@ def start_neo4j(url: str, data_dir: Path) -> subprocess.Popen | None:
     data_dir.mkdir(parents=True, exist_ok=True)
     log = data_dir.parent / "neo4j-test.log"
     process = subprocess.Popen(
-        ["java", "-Xms256m", "-Xmx1g", "-cp", NEO4J_CLASSPATH, "assistant.neo4j.Launcher",
-         str(data_dir), host, str(port)],
-        stdout=log.open("w"), stderr=subprocess.STDOUT,
+        [
+            "java",
+            "-Xms256m",
+            "-Xmx1g",
+            "-cp",
+            NEO4J_CLASSPATH,
+            "assistant.neo4j.Launcher",
+            str(data_dir),
+            host,
+            str(port),
+        ],
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
     )
     wait_until_listening(host, port, process, 120, log, ready_line="READY")
     return process
@@ -82,8 +102,11 @@ def start_llm(url: str, log: Path) -> subprocess.Popen | None:
         return None
     env = dict(os.environ, DJANGO_SETTINGS_MODULE="assistant_site.settings_test")
     process = subprocess.Popen(
-        [sys.executable, "-m", "workflows.local_llm"], cwd=ROOT, env=env,
-        stdout=log.open("w"), stderr=subprocess.STDOUT,
+        [sys.executable, "-m", "workflows.local_llm"],
+        cwd=ROOT,
+        env=env,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
     )
     wait_until_listening(parsed.hostname, parsed.port, process, 120, log)
     return process

@@ -33,7 +33,9 @@ def make_recordings(owner, n: int, **fields) -> list[Recording]:
     base = timezone.now()
     made = []
     for i in range(n):
-        recording = Recording(owner=owner, title=f"{owner.username} {i}", created_at=base - timezone.timedelta(minutes=i), **fields)
+        recording = Recording(
+            owner=owner, title=f"{owner.username} {i}", created_at=base - timezone.timedelta(minutes=i), **fields
+        )
         recording.audio.save("x.wav", ContentFile(b"x"), save=True)
         made.append(recording)
     return made
@@ -88,8 +90,13 @@ def test_the_list_is_paginated_by_cursor_newest_first(alice, alice_key):
 
 def test_the_list_filters_by_status_and_words(alice, alice_key):
     done = make_recordings(alice, 1, status=Recording.Status.DONE)[0]
-    Transcript.objects.create(recording=done, text="We talked about the warehouse roof.", model_name="tiny.en",
-                              compute_type="int8", processing_seconds=1)
+    Transcript.objects.create(
+        recording=done,
+        text="We talked about the warehouse roof.",
+        model_name="tiny.en",
+        compute_type="int8",
+        processing_seconds=1,
+    )
     make_recordings(alice, 2, status=Recording.Status.QUEUED)
     api = api_client(alice_key)
     assert [r["id"] for r in api.get("/api/recordings", {"status": "done"}).json()["results"]] == [done.id]
@@ -97,13 +104,19 @@ def test_the_list_filters_by_status_and_words(alice, alice_key):
     assert api.get("/api/recordings", {"status": "nonsense"}).status_code == 422
 
 
-def test_upload_through_the_api_queues_it_with_the_options(alice, alice_key, speech, django_capture_on_commit_callbacks):
+def test_upload_through_the_api_queues_it_with_the_options(
+    alice, alice_key, speech, django_capture_on_commit_callbacks
+):
     path, _ = speech
     with django_capture_on_commit_callbacks() as callbacks:
         response = api_client(alice_key).post(
             "/api/recordings",
-            {"file": SimpleUploadedFile("fox.wav", Path(path).read_bytes()), "title": "Fox",
-             "word_timestamps": "true", "language": "en"},
+            {
+                "file": SimpleUploadedFile("fox.wav", Path(path).read_bytes()),
+                "title": "Fox",
+                "word_timestamps": "true",
+                "language": "en",
+            },
         )
     assert response.status_code == 202, response.content
     body = response.json()
@@ -145,15 +158,27 @@ def test_an_oversized_upload_is_a_413(alice, alice_key, settings):
 
 def test_a_recording_comes_with_its_transcript_and_an_etag(alice, alice_key):
     recording = make_recordings(alice, 1, status=Recording.Status.DONE)[0]
-    transcript = Transcript.objects.create(recording=recording, text="Hello there.", language="en",
-                                           model_name="tiny.en", compute_type="int8", processing_seconds=0.5)
-    transcript.segments.create(index=0, start=0.0, end=1.2, text="Hello there.",
-                               words=[[0.0, 0.5, " Hello", 0.9], [0.5, 1.2, " there.", 0.8]])
+    transcript = Transcript.objects.create(
+        recording=recording,
+        text="Hello there.",
+        language="en",
+        model_name="tiny.en",
+        compute_type="int8",
+        processing_seconds=0.5,
+    )
+    transcript.segments.create(
+        index=0, start=0.0, end=1.2, text="Hello there.", words=[[0.0, 0.5, " Hello", 0.9], [0.5, 1.2, " there.", 0.8]]
+    )
     api = api_client(alice_key)
     response = api.get(f"/api/recordings/{recording.id}")
     body = response.json()
     assert body["transcript"]["text"] == "Hello there."
-    assert body["transcript"]["segments"][0]["words"][1] == {"start": 0.5, "end": 1.2, "word": " there.", "probability": 0.8}
+    assert body["transcript"]["segments"][0]["words"][1] == {
+        "start": 0.5,
+        "end": 1.2,
+        "word": " there.",
+        "probability": 0.8,
+    }
     assert api.get(f"/api/recordings/{recording.id}", headers={"If-None-Match": response["ETag"]}).status_code == 304
 
     # A change (here: the transcript replaced) changes the ETag.
@@ -166,7 +191,9 @@ def test_large_responses_are_compressed(alice, alice_key):
     response = api_client(alice_key).get("/api/recordings", {"limit": 30}, headers={"Accept-Encoding": "br, gzip"})
     assert response["Content-Encoding"] == "br"
     assert len(json.loads(brotli.decompress(response.content))["results"]) == 30
-    small = api_client(alice_key).get("/api/recordings", {"limit": 1, "status": "failed"}, headers={"Accept-Encoding": "br"})
+    small = api_client(alice_key).get(
+        "/api/recordings", {"limit": 1, "status": "failed"}, headers={"Accept-Encoding": "br"}
+    )
     assert not small.has_header("Content-Encoding")  # not worth it under 500 bytes
 
 

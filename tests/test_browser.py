@@ -78,9 +78,7 @@ def test_log_in_upload_and_see_the_transcript(daphne_server, browser, alice, lon
     WebDriverWait(browser, 20).until(EC.presence_of_element_located((By.ID, "recording")))
     browser.execute_script("document.body.dataset.sameDocument = 'yes'")
     assert browser.find_element(By.ID, "status").text in ("Queued", "Transcribing")
-    WebDriverWait(browser, 120).until(
-        EC.text_to_be_present_in_element((By.ID, "transcript"), "fox")
-    )
+    WebDriverWait(browser, 120).until(EC.text_to_be_present_in_element((By.ID, "transcript"), "fox"))
     assert browser.find_element(By.ID, "status").text == "Done"
     assert browser.execute_script("return document.body.dataset.sameDocument") == "yes"
     assert browser.find_elements(By.CSS_SELECTOR, "#transcript .segments li .time")
@@ -88,12 +86,15 @@ def test_log_in_upload_and_see_the_transcript(daphne_server, browser, alice, lon
 
 def test_the_live_page_shows_spoken_words_as_they_are_said(daphne_server, alice, long_speech, tmp_path):
     # Chromium's fake microphone plays the file (looped) into getUserMedia.
-    browser = start_chromium(tmp_path / "profile", [
-        "--use-fake-ui-for-media-stream",
-        "--use-fake-device-for-media-stream",
-        f"--use-file-for-fake-audio-capture={long_speech}",
-        "--autoplay-policy=no-user-gesture-required",
-    ])
+    browser = start_chromium(
+        tmp_path / "profile",
+        [
+            "--use-fake-ui-for-media-stream",
+            "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-audio-capture={long_speech}",
+            "--autoplay-policy=no-user-gesture-required",
+        ],
+    )
     try:
         log_in(browser, daphne_server, "/recordings/live")
         WebDriverWait(browser, 20).until(EC.element_to_be_clickable((By.ID, "live-start"))).click()
@@ -102,10 +103,13 @@ def test_the_live_page_shows_spoken_words_as_they_are_said(daphne_server, alice,
         try:
             WebDriverWait(browser, 60).until(EC.text_to_be_present_in_element((By.ID, "live-committed"), "fox"))
         except Exception:
-            state = {i: browser.find_element(By.ID, i).text for i in ("live-status", "live-committed", "live-partial", "live-notice")}
+            state = {
+                i: browser.find_element(By.ID, i).text
+                for i in ("live-status", "live-committed", "live-partial", "live-notice")
+            }
             state["samples"] = browser.execute_script("return document.getElementById('live').dataset.samples")
             logs = browser.get_log("browser") if hasattr(browser, "get_log") else []
-            raise AssertionError(f"{state} {logs}")
+            raise AssertionError(f"{state} {logs}") from None
         committed = browser.find_element(By.ID, "live-committed").text
         assert "report" in committed.lower() or "dog" in committed.lower(), committed
         browser.find_element(By.ID, "live-stop").click()
@@ -122,9 +126,15 @@ def test_search_plays_from_the_moment_and_the_graph_expands(daphne_server, brows
     from graph import writes
     from tests.factories import make_transcribed
 
-    standup = make_transcribed(alice, "standup", [
-        "Today Stella met John Smith in Boston.", "The lazy budget for Boston is late.",
-        "Then John Smith flew to Paris."])
+    standup = make_transcribed(
+        alice,
+        "standup",
+        [
+            "Today Stella met John Smith in Boston.",
+            "The lazy budget for Boston is late.",
+            "Then John Smith flew to Paris.",
+        ],
+    )
     standup.audio.save("standup.wav", ContentFile(long_speech.read_bytes()), save=True)
     review = make_transcribed(alice, "review", ["John Smith and Stella reviewed the budget."])
     writes.write_recording(standup.id)
@@ -135,7 +145,8 @@ def test_search_plays_from_the_moment_and_the_graph_expands(daphne_server, brows
     box = browser.find_element(By.CSS_SELECTOR, "header form.search input[name=q]")
     box.send_keys("lazy\n")
     hit = WebDriverWait(browser, 20).until(
-        EC.presence_of_element_located((By.CSS_SELECTOR, "#segment-results li a.time")))
+        EC.presence_of_element_located((By.CSS_SELECTOR, "#segment-results li a.time"))
+    )
     assert "<mark>lazy</mark>" in browser.find_element(By.ID, "segment-results").get_attribute("innerHTML")
     hit.click()
 
@@ -143,19 +154,22 @@ def test_search_plays_from_the_moment_and_the_graph_expands(daphne_server, brows
     WebDriverWait(browser, 20).until(EC.presence_of_element_located((By.CSS_SELECTOR, "li.current")))
     assert browser.find_element(By.CSS_SELECTOR, "li.current").get_attribute("data-start") == "2.0"
     WebDriverWait(browser, 10).until(
-        lambda b: b.execute_script("return document.getElementById('player').currentTime") >= 2.0)
-    WebDriverWait(browser, 20).until(
-        EC.text_to_be_present_in_element((By.ID, "knowledge"), "John Smith"))
+        lambda b: b.execute_script("return document.getElementById('player').currentTime") >= 2.0
+    )
+    WebDriverWait(browser, 20).until(EC.text_to_be_present_in_element((By.ID, "knowledge"), "John Smith"))
 
     # The explorer draws the neighbourhood, then loads a neighbour's links on demand.
     browser.find_element(By.PARTIAL_LINK_TEXT, "Explore its graph").click()
-    WebDriverWait(browser, 20).until(lambda b: b.execute_script(
-        "return window.graphExplorer && window.graphExplorer.cy.nodes().length > 1"))
+    WebDriverWait(browser, 20).until(
+        lambda b: b.execute_script("return window.graphExplorer && window.graphExplorer.cy.nodes().length > 1")
+    )
     before = browser.execute_script("return graphExplorer.cy.nodes().length")
-    assert browser.execute_script("return graphExplorer.cy.getElementById('recording:%d').empty()" % review.id)
+    assert browser.execute_script(f"return graphExplorer.cy.getElementById('recording:{review.id}').empty()")
     john = browser.execute_script(
-        "return graphExplorer.cy.nodes().filter(n => n.data('label') === 'John Smith')[0].id()")
+        "return graphExplorer.cy.nodes().filter(n => n.data('label') === 'John Smith')[0].id()"
+    )
     browser.execute_script("graphExplorer.cy.getElementById(arguments[0]).emit('tap')", john)
-    WebDriverWait(browser, 20).until(lambda b: b.execute_script(
-        "return !graphExplorer.cy.getElementById('recording:%d').empty()" % review.id))
+    WebDriverWait(browser, 20).until(
+        lambda b: b.execute_script(f"return !graphExplorer.cy.getElementById('recording:{review.id}').empty()")
+    )
     assert browser.execute_script("return graphExplorer.cy.nodes().length") > before

@@ -163,6 +163,6 @@ def test_decoding_matches_faster_whispers_own_decoder(speech, tmp_path, suffix):
 def test_no_text_is_invented_over_silence_or_noise(kind):
     # Without VAD, tiny.en "hears" a "you" in 20 s of digital silence: the default skips it.
     samples = 20 * engine.SAMPLE_RATE
-    audio = (np.zeros(samples) if kind == "silence" else np.random.default_rng(0).normal(0, 0.02, samples))
+    audio = np.zeros(samples) if kind == "silence" else np.random.default_rng(0).normal(0, 0.02, samples)
     result = engine.transcribe(audio.astype(np.float32))
     assert result.text == "" and result.segments == []

@@ -16,7 +16,12 @@ SEGMENTS = [
     (0.0, 2.5, "Hello and welcome.", None),
     (2.5, 5.25, "Arrows --> like this\n\nand blank lines stay in one cue.", None),
     # Past an hour, to check the hours field.
-    (3601.5, 3604.125, "Still here after an hour.", [[3601.5, 3602.0, " Still", 0.9], [3602.0, 3604.125, " here", 0.8]]),
+    (
+        3601.5,
+        3604.125,
+        "Still here after an hour.",
+        [[3601.5, 3602.0, " Still", 0.9], [3602.0, 3604.125, " here", 0.8]],
+    ),
 ]
 
 
@@ -25,8 +30,13 @@ def transcribed(alice):
     recording = Recording(owner=alice, title="Team sync: Q3", status=Recording.Status.DONE, duration=3605.0)
     recording.audio.save("x.wav", ContentFile(b"x"), save=True)
     transcript = Transcript.objects.create(
-        recording=recording, text=" ".join(s[2] for s in SEGMENTS), language="en",
-        model_name="tiny.en", compute_type="int8", pipeline="sequential", processing_seconds=1.5,
+        recording=recording,
+        text=" ".join(s[2] for s in SEGMENTS),
+        language="en",
+        model_name="tiny.en",
+        compute_type="int8",
+        pipeline="sequential",
+        processing_seconds=1.5,
     )
     Segment.objects.bulk_create(
         Segment(transcript=transcript, index=i, start=s, end=e, text=t, words=w, avg_logprob=-0.2, no_speech_prob=0.01)

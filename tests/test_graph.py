@@ -1,5 +1,6 @@
 """Graph writes against the launched Neo4j: schema, batched idempotent writes, the outbox, rebuild."""
 
+import io
 from pathlib import Path
 
 import pytest
@@ -9,8 +10,8 @@ from neomodel import db
 
 from graph import nodes as g
 from graph import outbox, writes
-from graph.models import GraphChange
 from graph.connection import configure
+from graph.models import GraphChange
 from tests.factories import make_transcribed
 from transcription import jobs
 from transcription.models import Recording
@@ -64,8 +65,12 @@ def test_it_writes_owner_recording_and_ordered_segments(transcribed, alice):
 
 
 def test_entities_topics_speakers_and_co_occurrence(alice):
-    first = make_transcribed(alice, "standup", [
-        "Stella met John Smith in Boston.", "Then John Smith flew to Paris with Stella."], ["Ann", "Bo"])
+    first = make_transcribed(
+        alice,
+        "standup",
+        ["Stella met John Smith in Boston.", "Then John Smith flew to Paris with Stella."],
+        ["Ann", "Bo"],
+    )
     second = make_transcribed(alice, "review", ["John Smith and Stella reviewed the Boston budget."])
     writes.write_recording(first.id)
     writes.write_recording(second.id)
@@ -205,5 +210,5 @@ def test_rebuild_restores_a_users_graph_from_the_database(alice, bob):
     db.cypher_query("MATCH (n:Entity) WHERE n.owner = $o DETACH DELETE n", {"o": str(alice.id)})
     db.cypher_query("MATCH (n:Recording {uid: $uid}) SET n.title = 'damaged'", {"uid": str(mine.id)})
 
-    call_command("graph_rebuild", "alice", stdout=open("/dev/null", "w"))
+    call_command("graph_rebuild", "alice", stdout=io.StringIO())
     assert graph_shape() == expected

@@ -13,8 +13,9 @@ from tests.factories import make_transcribed
 
 @pytest.fixture
 def standup(alice):
-    recording = make_transcribed(alice, "standup", [
-        "Today Stella met John Smith in Boston.", "The budget for <b>Boston</b> is late."])
+    recording = make_transcribed(
+        alice, "standup", ["Today Stella met John Smith in Boston.", "The budget for <b>Boston</b> is late."]
+    )
     writes.write_recording(recording.id)
     return recording
 
@@ -55,8 +56,12 @@ def test_another_user_finds_nothing_of_mine_anywhere(client, alice, bob, standup
 
 
 def test_pages_need_a_login(client, standup):
-    for url in (reverse("graph-search") + "?q=x", reverse("graph-entity", args=["abc"]),
-                reverse("graph-explore") + "?node=recording:1", reverse("graph-neighbours") + "?node=recording:1"):
+    for url in (
+        reverse("graph-search") + "?q=x",
+        reverse("graph-entity", args=["abc"]),
+        reverse("graph-explore") + "?node=recording:1",
+        reverse("graph-neighbours") + "?node=recording:1",
+    ):
         response = client.get(url)
         assert response.status_code == 302 and "/accounts/login/" in response["Location"]
     assert client.get("/api/search", {"q": "budget"}).status_code == 401

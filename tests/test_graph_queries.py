@@ -15,9 +15,15 @@ from transcription.models import Recording
 @pytest.fixture
 def library(alice, bob):
     """Alice's two recordings and Bob's one, all in the graph."""
-    standup = make_transcribed(alice, "standup", [
-        "Today Stella met John Smith in Boston.", "The budget for the Boston office is late.",
-        "Then John Smith flew to Paris."])
+    standup = make_transcribed(
+        alice,
+        "standup",
+        [
+            "Today Stella met John Smith in Boston.",
+            "The budget for the Boston office is late.",
+            "Then John Smith flew to Paris.",
+        ],
+    )
     review = make_transcribed(alice, "review", ["John Smith and Stella reviewed the budget."])
     secret = make_transcribed(bob, "bob's secret", ["Stella sold the Boston budget to Zorro."])
     for recording in (standup, review, secret):
@@ -79,10 +85,19 @@ def test_search_pages_with_a_cursor_without_gaps_or_repeats(alice):
         queries.search(owner(alice), "sheep", "not-a-cursor")
 
 
-@pytest.mark.parametrize("attack", [
-    'owner:*', 'budget OR owner:*', '*:*', '"budget" OR owner:"1"', "budget) OR (owner:2",
-    "x'}) MATCH (n) DETACH DELETE n //", "\\\" } RETURN 1 //", "budget~ AND text:/.*/",
-])
+@pytest.mark.parametrize(
+    "attack",
+    [
+        "owner:*",
+        "budget OR owner:*",
+        "*:*",
+        '"budget" OR owner:"1"',
+        "budget) OR (owner:2",
+        "x'}) MATCH (n) DETACH DELETE n //",
+        '\\" } RETURN 1 //',
+        "budget~ AND text:/.*/",
+    ],
+)
 def test_injection_in_search_terms_is_harmless(library, alice, bob, attack):
     nodes_before = db.cypher_query("MATCH (n) RETURN count(n)")[0][0][0]
     page = queries.search(owner(alice), attack)
@@ -156,14 +171,25 @@ def test_reads_are_cached_until_the_users_graph_changes(library, alice, bob, mon
 
 # Each read must start from an index: a label scan would read every user's nodes.
 READS = {
-    "search segments": (queries.SEARCH_SEGMENTS, {"lucene": 'text:x +owner:"1"', "owner": "1", "limit": 5,
-                                                  "after_score": None, "after_uid": None, "recording": None,
-                                                  "scan": 100}),
+    "search segments": (
+        queries.SEARCH_SEGMENTS,
+        {
+            "lucene": 'text:x +owner:"1"',
+            "owner": "1",
+            "limit": 5,
+            "after_score": None,
+            "after_uid": None,
+            "recording": None,
+            "scan": 100,
+        },
+    ),
     "search entities": (queries.SEARCH_ENTITIES, {"lucene": 'name:x +owner:"1"', "owner": "1", "limit": 5}),
     "entity": (queries.ENTITY, {"uid": "x", "owner": "1", "limit": 5}),
     "recording": (queries.RECORDING, {"uid": "1", "owner": "1"}),
-    **{f"neighbours of {kind}": (queries.neighbours_query(kind), {"uid": "x", "owner": "1", "limit": 5})
-       for kind in queries.NEIGHBOURS},
+    **{
+        f"neighbours of {kind}": (queries.neighbours_query(kind), {"uid": "x", "owner": "1", "limit": 5})
+        for kind in queries.NEIGHBOURS
+    },
 }
 
 
@@ -176,15 +202,15 @@ def _operators(plan) -> set[str]:
 
 @pytest.mark.parametrize("name", READS)
 def test_each_read_starts_from_an_index(name):
-    from neo4j import GraphDatabase
-    from django.conf import settings
     from urllib.parse import urlparse
+
+    from django.conf import settings
+    from neo4j import GraphDatabase
 
     query, params = READS[name]
     url = urlparse(settings.NEO4J_BOLT_URL)
-    with GraphDatabase.driver(f"bolt://{url.hostname}:{url.port}", auth=None) as driver:
-        with driver.session() as session:
-            plan = session.run("EXPLAIN " + query, params).consume().plan
+    with GraphDatabase.driver(f"bolt://{url.hostname}:{url.port}", auth=None) as driver, driver.session() as session:
+        plan = session.run("EXPLAIN " + query, params).consume().plan
     operators = _operators(plan)
     assert not operators & {"AllNodesScan", "NodeByLabelScan", "CartesianProduct", "NodeHashJoin"}, operators
     assert operators & {"NodeUniqueIndexSeek", "ProcedureCall"}, operators

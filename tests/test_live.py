@@ -40,7 +40,7 @@ def pcm16_frames(path, seconds=FRAME_SECONDS):
     audio = engine.decode_audio(path)
     pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
     step = int(seconds * engine.SAMPLE_RATE) * 2
-    return [pcm[i:i + step] for i in range(0, len(pcm), step)]
+    return [pcm[i : i + step] for i in range(0, len(pcm), step)]
 
 
 async def connected(user, **kw):
@@ -63,9 +63,7 @@ async def drain(ws, until_type, timeout=60):
             return messages
 
 
-async def test_speech_streamed_in_real_time_comes_back_as_partial_then_final_text(
-    alice, speech, celery_worker_process
-):
+async def test_speech_streamed_in_real_time_comes_back_as_partial_then_final_text(alice, speech, celery_worker_process):
     path, text = speech
     ws = await connected(alice)
     await ws.send_json_to({"type": "start", "language": "en"})
@@ -97,7 +95,7 @@ async def test_speech_streamed_in_real_time_comes_back_as_partial_then_final_tex
     assert {"fox", "dog"} <= words(said) and len(words(said) & words(text)) >= 0.7 * len(words(text)), said
     # Finals never overlap or go back in time, and carry their words.
     timed = [w for m in finals for w in m["words"]]
-    assert all(a["start"] <= b["start"] for a, b in zip(timed, timed[1:]))
+    assert all(a["start"] <= b["start"] for a, b in zip(timed, timed[1:], strict=False))
     assert all(m["start"] <= m["end"] and m["words"] for m in finals)
 
     saved = messages[-1]
@@ -158,8 +156,12 @@ async def test_bad_frames_get_an_error_and_a_close_code(alice, first, frame, cod
 async def test_bad_text_messages_get_an_error_and_the_stream_goes_on(alice, speech):
     path, _ = speech
     ws = await connected(alice)
-    for bad, code in (("this is not json", "bad_message"), ('{"type": "dance"}', "unknown_type"),
-                      ('[1, 2]', "unknown_type"), ('{"type": "start", "model": "large-v9"}', "bad_option")):
+    for bad, code in (
+        ("this is not json", "bad_message"),
+        ('{"type": "dance"}', "unknown_type"),
+        ("[1, 2]", "unknown_type"),
+        ('{"type": "start", "model": "large-v9"}', "bad_option"),
+    ):
         await ws.send_to(text_data=bad)
         message = await ws.receive_json_from(timeout=10)
         assert message["type"] == "error" and message["code"] == code

@@ -26,8 +26,11 @@ def test_the_openai_client_round_trip(openai_client, alice, speech):
     path, text = speech
     with path.open("rb") as audio:
         result = openai_client.audio.transcriptions.create(
-            model="whisper-1", file=audio, response_format="verbose_json",
-            timestamp_granularities=["word", "segment"], language="en",
+            model="whisper-1",
+            file=audio,
+            response_format="verbose_json",
+            timestamp_granularities=["word", "segment"],
+            language="en",
         )
     heard = words(result.text)
     assert {"fox", "dog"} <= heard and len(heard & words(text)) >= 0.7 * len(words(text))
@@ -71,6 +74,7 @@ def test_the_openai_client_sees_openai_shaped_errors(openai_client, speech):
 
 # The request-level checks need no worker: the sync test client drives the async view in-process.
 
+
 def post(key: str, data: dict):
     return Client(headers={"Authorization": f"Bearer {key}"}).post(ENDPOINT, data)
 
@@ -86,7 +90,11 @@ def key(alice):
         ({"model": "whisper-1"}, "file", "You must provide a file"),
         ({"file": True}, "model", "You must provide a model"),
         ({"file": True, "model": "whisper-1", "response_format": "xml"}, "response_format", "Invalid response_format"),
-        ({"file": True, "model": "whisper-1", "timestamp_granularities[]": "word"}, "timestamp_granularities", "verbose_json"),
+        (
+            {"file": True, "model": "whisper-1", "timestamp_granularities[]": "word"},
+            "timestamp_granularities",
+            "verbose_json",
+        ),
         ({"file": True, "model": "whisper-1", "temperature": "hot"}, "temperature", "temperature"),
         ({"file": True, "model": "whisper-1", "language": "English!"}, "language", "ISO-639-1"),
         ({"file": b"not audio at all\n" * 50, "model": "whisper-1"}, "file", "audio or video file we can read"),

@@ -196,15 +196,20 @@ def test_the_example_parses_into_its_nodes_and_connections():
     assert nodes["E5chatClassifyMood001"]["type"] == "rivet_chat"
     assert nodes["E5chatClassifyMood001"]["settings"]["title"] == "Classify Mood"
     assert nodes["E5chatClassifyMood001"]["inputs"] == {
-        "prompt": "C3promptUserMessage01.output", "systemPrompt": "D4textSystemPrompt001.output"}
+        "prompt": "C3promptUserMessage01.output",
+        "systemPrompt": "D4textSystemPrompt001.output",
+    }
     # The subGraph's nodes are inlined, fed by what feeds the subGraph node, and wait for it.
     inner = nodes["J0subGraphFollowUp001/S1graphInputComplaint"]
     assert inner["inputs"] == {"value": "H8matchRouteMood00001.case2", "_gate": "J0subGraphFollowUp001.ran"}
     ticket = "J0subGraphFollowUp001/S3graphOutputTicket01.valueOutput"
     assert nodes["M3coalescePickReply01"]["inputs"]["input2"] == ticket
-    assert nodes["graph-outputs"] == {"id": "graph-outputs", "type": "output", "settings": {"title": "Graph outputs"},
-                                      "inputs": {"reply": "N4graphOutputReply001.valueOutput",
-                                                 "raw_response": "O5graphOutputRawResp1.valueOutput"}}
+    assert nodes["graph-outputs"] == {
+        "id": "graph-outputs",
+        "type": "output",
+        "settings": {"title": "Graph outputs"},
+        "inputs": {"reply": "N4graphOutputReply001.valueOutput", "raw_response": "O5graphOutputRawResp1.valueOutput"},
+    }
     engine.validate(definition)
 
 
@@ -217,13 +222,16 @@ def test_yaml_is_read_as_yaml_1_2_and_folded_connections_are_joined():
     assert rivet.Connection("find", "succeeded", "found", "if") in main.connections
 
 
-@pytest.mark.parametrize("answer, reply, word, note", [
-    ("YES please", "You said YES.", "YES", None),
-    ("NO way", "Not NO, then.", "NO", "NO"),  # through the subgraph
-    ("maybe later", "Maybe maybe? {{literal}}", "maybe", None),
-    ("hmm", "Unknown: hmm", None, None),  # no match: `if` takes its false branch, the group is None
-    (None, "Maybe maybe? {{literal}}", "maybe", None),  # no input: the graphInput's default
-])
+@pytest.mark.parametrize(
+    "answer, reply, word, note",
+    [
+        ("YES please", "You said YES.", "YES", None),
+        ("NO way", "Not NO, then.", "NO", "NO"),  # through the subgraph
+        ("maybe later", "Maybe maybe? {{literal}}", "maybe", None),
+        ("hmm", "Unknown: hmm", None, None),  # no match: `if` takes its false branch, the group is None
+        (None, "Maybe maybe? {{literal}}", "maybe", None),  # no input: the graphInput's default
+    ],
+)
 async def test_a_project_without_llm_nodes_runs_end_to_end(answer, reply, word, note):
     definition = rivet.to_definition(rivet.parse_project(ROUTER))
     inputs = {} if answer is None else {"answer": answer}
@@ -239,7 +247,8 @@ async def test_a_project_without_llm_nodes_runs_end_to_end(answer, reply, word, 
 
 
 def test_every_unsupported_node_is_refused_with_its_type_and_title():
-    text = project_with("""\
+    text = project_with(
+        """\
         '[a]:loop "Repeat"':
           visualData: 0/0/300/1//
         '[b]:code "Run JS"':
@@ -254,14 +263,16 @@ def test_every_unsupported_node_is_refused_with_its_type_and_title():
           data:
             graphId: g2
           visualData: 0/0/300/4//
-""", """
+""",
+        """
     g2:
       metadata:
         id: g2
         name: Helper
       nodes:
         '[e]:readFile "Read It"':
-          visualData: 0/0/300/1//""")
+          visualData: 0/0/300/1//""",
+    )
     with pytest.raises(RivetImportError) as caught:
         rivet.to_definition(rivet.parse_project(text))
     problems = caught.value.problems
@@ -272,42 +283,59 @@ def test_every_unsupported_node_is_refused_with_its_type_and_title():
     assert "'Fine'" not in str(caught.value)
 
 
-@pytest.mark.parametrize("text, message", [
-    ("version: 4\ndata: [\n", "not valid YAML"),
-    ("version: 4\ndata:\n  graphs: {a: 1\n", "not valid YAML"),
-    ("just some text", "not a Rivet project"),
-    ("- a\n- list\n", "not a Rivet project"),
-    ("", "not a Rivet project"),
-    ("version: 3\ndata: {graphs: {}}\n", "unsupported Rivet file version 3"),
-    ("version: 4\ndata:\n  graphs: {}\n", "`data.graphs` is missing or empty"),
-    (project_with("""\
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("version: 4\ndata: [\n", "not valid YAML"),
+        ("version: 4\ndata:\n  graphs: {a: 1\n", "not valid YAML"),
+        ("just some text", "not a Rivet project"),
+        ("- a\n- list\n", "not a Rivet project"),
+        ("", "not a Rivet project"),
+        ("version: 3\ndata: {graphs: {}}\n", "unsupported Rivet file version 3"),
+        ("version: 4\ndata:\n  graphs: {}\n", "`data.graphs` is missing or empty"),
+        (
+            project_with("""\
         'no key format':
           visualData: 0/0/300/1//
-"""), "is not a Rivet node key"),
-    (project_with("""\
+"""),
+            "is not a Rivet node key",
+        ),
+        (
+            project_with("""\
         '[a]:text "A"':
           data:
             text: hi
           outgoingConnections:
             - output->"Gone" nowhere/x
-"""), "node 'A': output 'output' is connected to node 'nowhere', which is not in the graph"),
-])
+"""),
+            "node 'A': output 'output' is connected to node 'nowhere', which is not in the graph",
+        ),
+    ],
+)
 def test_files_that_are_not_version_4_rivet_projects_are_refused(text, message):
     with pytest.raises(RivetImportError, match=re.escape(message)):
         rivet.parse_project(text)
 
 
-@pytest.mark.parametrize("nodes, extra, message", [
-    ("""\
+@pytest.mark.parametrize(
+    "nodes, extra, message",
+    [
+        (
+            """\
         '[s]:subGraph "Call"':
           data:
             graphId: missing
-""", "", "subGraph 'Call' calls graph 'missing', which is not in the project"),
-    ("""\
+""",
+            "",
+            "subGraph 'Call' calls graph 'missing', which is not in the project",
+        ),
+        (
+            """\
         '[s]:subGraph "Call"':
           data:
             graphId: g2
-""", """
+""",
+            """
     g2:
       metadata:
         id: g2
@@ -316,13 +344,20 @@ def test_files_that_are_not_version_4_rivet_projects_are_refused(text, message):
         '[t]:subGraph "Back"':
           data:
             graphId: g1
-""", "graph 'Loop Back': subGraph 'Back' calls graph 'Main' recursively (Main → Loop Back → Main)"),
-    ("""\
+""",
+            "graph 'Loop Back': subGraph 'Back' calls graph 'Main' recursively (Main → Loop Back → Main)",
+        ),
+        (
+            """\
         '[r]:extractRegex "Bad Regex"':
           data:
             regex: "(unclosed"
-""", "", "node 'Bad Regex' (extractRegex): '(unclosed' is not a valid regular expression"),
-    ("""\
+""",
+            "",
+            "node 'Bad Regex' (extractRegex): '(unclosed' is not a valid regular expression",
+        ),
+        (
+            """\
         '[p]:text "Prompt"':
           data:
             text: hi
@@ -332,19 +367,31 @@ def test_files_that_are_not_version_4_rivet_projects_are_refused(text, message):
           data:
             enableFunctionUse: true
             model: gpt-4o
-""", "", "node 'Chat' (chat) asks for function calling, which this app cannot do"),
-    ("""\
+""",
+            "",
+            "node 'Chat' (chat) asks for function calling, which this app cannot do",
+        ),
+        (
+            """\
         '[t]:text "Shout"':
           data:
             text: "{{name | uppercase}}"
-""", "", "node 'Shout' (text) uses {{name | uppercase}}, which this app cannot fill"),
-    ("""\
+""",
+            "",
+            "node 'Shout' (text) uses {{name | uppercase}}, which this app cannot fill",
+        ),
+        (
+            """\
         '[t]:text "Off"':
           data:
             text: hi
           disabled: true
-""", "", "node 'Off' (text) is disabled"),
-    ("""\
+""",
+            "",
+            "node 'Off' (text) is disabled",
+        ),
+        (
+            """\
         '[p]:text "Prompt"':
           data:
             text: hi
@@ -358,13 +405,21 @@ def test_files_that_are_not_version_4_rivet_projects_are_refused(text, message):
         '[o]:graphOutput "Out"':
           data:
             id: out
-""", "", "node 'Chat' (chat) has no output 'cost' that this app can produce, but it is connected to 'Out'"),
-    ("""\
+""",
+            "",
+            "node 'Chat' (chat) has no output 'cost' that this app can produce, but it is connected to 'Out'",
+        ),
+        (
+            """\
         '[m]:match "Route"':
           data:
             cases: [a]
-""", "", "node 'Route' (match): input 'input' is not connected"),
-])
+""",
+            "",
+            "node 'Route' (match): input 'input' is not connected",
+        ),
+    ],
+)
 def test_graphs_that_cannot_run_are_refused_by_title(nodes, extra, message):
     with pytest.raises(RivetImportError, match=re.escape(message)):
         rivet.to_definition(rivet.parse_project(project_with(nodes, extra)))
@@ -391,8 +446,12 @@ async def test_the_example_runs_on_the_local_llm(llm_server):
     assert chat.outputs["all-messages"][-1] == {"type": "assistant", "message": response}
     assert transcript in chat.outputs["in-messages"][1]["message"]
     assert result.outputs["raw_response"] == response
-    branches = ["I9textHappyReply00001", "J0subGraphFollowUp001/S2textTicket000000001",
-                "K1textNeutralReply001", "L2textFallbackReply01"]
+    branches = [
+        "I9textHappyReply00001",
+        "J0subGraphFollowUp001/S2textTicket000000001",
+        "K1textNeutralReply001",
+        "L2textFallbackReply01",
+    ]
     assert [result.nodes[b].status for b in branches].count("done") == 1
     # What the small model says cannot be predicted; which reply follows from it can.
     mood = re.search(r"[Hh]appy|[Aa]ngry|[Nn]eutral", response)

@@ -12,9 +12,15 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def start_django(**env) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-c", "import django; django.setup(); from django.conf import settings; "
-                               "print(settings.MAX_UPLOAD_BYTES, settings.WHISPER_BEAM_SIZE)"],
-        cwd=ROOT, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import django; django.setup(); from django.conf import settings; "
+            "print(settings.MAX_UPLOAD_BYTES, settings.WHISPER_BEAM_SIZE)",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
         env={**os.environ, "DJANGO_SETTINGS_MODULE": "assistant_site.settings", **env},
     )
 

@@ -41,9 +41,7 @@ def test_signup_logs_the_new_user_in(client, db):
     assert b"Your recordings" in response.content
 
 
-def test_upload_stores_the_recording_and_queues_it(
-    logged_in_alice, alice, speech, django_capture_on_commit_callbacks
-):
+def test_upload_stores_the_recording_and_queues_it(logged_in_alice, alice, speech, django_capture_on_commit_callbacks):
     path, _ = speech
     with django_capture_on_commit_callbacks() as callbacks:
         response = upload(logged_in_alice, "meeting.wav", Path(path).read_bytes(), "Standup")
@@ -66,9 +64,7 @@ def test_it_refuses_oversized_upload(logged_in_alice, settings, db):
 
 
 def test_a_malformed_content_length_is_a_client_error(logged_in_alice, db):
-    response = logged_in_alice.post(
-        reverse("recording-upload"), {"title": "x"}, CONTENT_LENGTH="lots"
-    )
+    response = logged_in_alice.post(reverse("recording-upload"), {"title": "x"}, CONTENT_LENGTH="lots")
     assert response.status_code == 400
     assert not Recording.objects.exists()
 
@@ -149,8 +145,13 @@ def test_the_upload_page_takes_transcription_options(logged_in_alice, speech, se
     assert 'name="model"' in page and 'name="word_timestamps"' in page
     response = logged_in_alice.post(
         reverse("recording-upload"),
-        {"audio": SimpleUploadedFile("a.wav", Path(path).read_bytes()), "model": "tiny.en",
-         "compute_type": "float32", "word_timestamps": "on", "language": "EN"},
+        {
+            "audio": SimpleUploadedFile("a.wav", Path(path).read_bytes()),
+            "model": "tiny.en",
+            "compute_type": "float32",
+            "word_timestamps": "on",
+            "language": "EN",
+        },
     )
     assert response.status_code == 302
     options = Recording.objects.get().options

@@ -59,9 +59,7 @@ async def test_an_upload_is_transcribed_by_the_worker(celery_worker_process, ali
         await asyncio.sleep(0.1)
         await recording.arefresh_from_db(fields=["graph_synced_at"])
     node = await database_sync_to_async(g.Recording.nodes.get)(uid=str(recording.id))
-    owners = await database_sync_to_async(
-        lambda: g.User.nodes.filter(uid=str(alice.id)).all()
-    )()
+    owners = await database_sync_to_async(lambda: g.User.nodes.filter(uid=str(alice.id)).all())()
     assert node.title == "fox" and owners
 
 
@@ -94,9 +92,7 @@ def wait_for(condition, timeout=10.0):
         time.sleep(0.1)
 
 
-def test_neo4j_down_keeps_the_transcript_and_fills_the_graph_in_later(
-    celery_worker_process, alice, speech, settings
-):
+def test_neo4j_down_keeps_the_transcript_and_fills_the_graph_in_later(celery_worker_process, alice, speech, settings):
     path, _ = speech
     recording = Recording(owner=alice, title="outage", size_bytes=1)
     recording.audio.save("outage.wav", ContentFile(Path(path).read_bytes()), save=True)

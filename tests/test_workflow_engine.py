@@ -42,8 +42,10 @@ async def _count(ctx, inputs, settings):
 
 
 def sleepers(k: int, seconds: float, resource: str | None = None) -> dict:
-    nodes = [{"id": f"b{i}", "type": "test_sleep", "settings": {"seconds": seconds, "value": i, "resource": resource}}
-             for i in range(k)]
+    nodes = [
+        {"id": f"b{i}", "type": "test_sleep", "settings": {"seconds": seconds, "value": i, "resource": resource}}
+        for i in range(k)
+    ]
     nodes.append({"id": "out", "type": "output", "inputs": {f"v{i}": f"b{i}.value" for i in range(k)}})
     return {"nodes": nodes}
 
@@ -66,14 +68,25 @@ async def test_a_resource_cap_bounds_how_many_run_together():
 
 async def test_a_node_waits_for_all_its_inputs():
     STARTED.clear()
-    definition = {"nodes": [
-        {"id": "slow", "type": "test_sleep", "settings": {"seconds": 0.3, "value": "a", "name": "slow"}},
-        {"id": "fast", "type": "test_sleep", "settings": {"seconds": 0.0, "value": "b", "name": "fast"}},
-        {"id": "join", "type": "template", "inputs": {"x": "slow.value", "y": "fast.value"},
-         "settings": {"template": "{{x}}+{{y}}"}},
-        {"id": "after", "type": "test_sleep", "inputs": {"value": "join.text"}, "settings": {"seconds": 0, "name": "after"}},
-        {"id": "out", "type": "output", "inputs": {"joined": "after.value"}},
-    ]}
+    definition = {
+        "nodes": [
+            {"id": "slow", "type": "test_sleep", "settings": {"seconds": 0.3, "value": "a", "name": "slow"}},
+            {"id": "fast", "type": "test_sleep", "settings": {"seconds": 0.0, "value": "b", "name": "fast"}},
+            {
+                "id": "join",
+                "type": "template",
+                "inputs": {"x": "slow.value", "y": "fast.value"},
+                "settings": {"template": "{{x}}+{{y}}"},
+            },
+            {
+                "id": "after",
+                "type": "test_sleep",
+                "inputs": {"value": "join.text"},
+                "settings": {"seconds": 0, "name": "after"},
+            },
+            {"id": "out", "type": "output", "inputs": {"joined": "after.value"}},
+        ]
+    }
     result = await engine.execute(definition)
     assert result.outputs == {"joined": "a+b"}
     times = dict(STARTED)
@@ -82,14 +95,16 @@ async def test_a_node_waits_for_all_its_inputs():
 
 @pytest.mark.parametrize("condition, taken, skipped", [("yes", "t", "f"), ("", "f", "t")])
 async def test_if_runs_one_branch_and_coalesce_joins_them(condition, taken, skipped):
-    definition = {"nodes": [
-        {"id": "c", "type": "passthrough", "settings": {"value": condition}},
-        {"id": "if", "type": "if", "inputs": {"condition": "c.value"}},
-        {"id": "t", "type": "template", "inputs": {"v": "if.true"}, "settings": {"template": "true branch"}},
-        {"id": "f", "type": "template", "inputs": {"v": "if.false"}, "settings": {"template": "false branch"}},
-        {"id": "join", "type": "coalesce", "inputs": {"a": "t.text", "b": "f.text"}},
-        {"id": "out", "type": "output", "inputs": {"answer": "join.value", "t": "t.text"}},
-    ]}
+    definition = {
+        "nodes": [
+            {"id": "c", "type": "passthrough", "settings": {"value": condition}},
+            {"id": "if", "type": "if", "inputs": {"condition": "c.value"}},
+            {"id": "t", "type": "template", "inputs": {"v": "if.true"}, "settings": {"template": "true branch"}},
+            {"id": "f", "type": "template", "inputs": {"v": "if.false"}, "settings": {"template": "false branch"}},
+            {"id": "join", "type": "coalesce", "inputs": {"a": "t.text", "b": "f.text"}},
+            {"id": "out", "type": "output", "inputs": {"answer": "join.value", "t": "t.text"}},
+        ]
+    }
     result = await engine.execute(definition)
     assert result.status == "done"
     assert result.nodes[taken].status == "done" and result.nodes[skipped].status == "skipped"
@@ -98,26 +113,44 @@ async def test_if_runs_one_branch_and_coalesce_joins_them(condition, taken, skip
 
 
 async def test_match_and_extract_regex_route_by_content():
-    definition = {"nodes": [
-        {"id": "text", "type": "passthrough", "settings": {"value": "Order 66 from Boston"}},
-        {"id": "m", "type": "match", "inputs": {"value": "text.value"}, "settings": {"cases": ["^Invoice", r"Order \d+"]}},
-        {"id": "num", "type": "extract_regex", "inputs": {"text": "m.case2"}, "settings": {"regex": r"Order (\d+) from (\w+)"}},
-        {"id": "inv", "type": "template", "inputs": {"x": "m.case1"}, "settings": {"template": "invoice"}},
-        {"id": "out", "type": "output", "inputs": {"number": "num.output1", "city": "num.output2", "inv": "inv.text"}},
-    ]}
+    definition = {
+        "nodes": [
+            {"id": "text", "type": "passthrough", "settings": {"value": "Order 66 from Boston"}},
+            {
+                "id": "m",
+                "type": "match",
+                "inputs": {"value": "text.value"},
+                "settings": {"cases": ["^Invoice", r"Order \d+"]},
+            },
+            {
+                "id": "num",
+                "type": "extract_regex",
+                "inputs": {"text": "m.case2"},
+                "settings": {"regex": r"Order (\d+) from (\w+)"},
+            },
+            {"id": "inv", "type": "template", "inputs": {"x": "m.case1"}, "settings": {"template": "invoice"}},
+            {
+                "id": "out",
+                "type": "output",
+                "inputs": {"number": "num.output1", "city": "num.output2", "inv": "inv.text"},
+            },
+        ]
+    }
     result = await engine.execute(definition)
     assert result.outputs == {"number": "66", "city": "Boston"}
     assert result.nodes["inv"].status == "skipped"
 
 
 async def test_a_failed_node_fails_the_run_and_finished_nodes_keep_their_results():
-    definition = {"nodes": [
-        {"id": "quick", "type": "test_sleep", "settings": {"seconds": 0, "value": "kept"}},
-        {"id": "boom", "type": "test_fail", "settings": {"seconds": 0.05}},
-        {"id": "slow", "type": "test_sleep", "settings": {"seconds": 5}},
-        {"id": "later", "type": "template", "inputs": {"x": "boom.value"}, "settings": {"template": "{{x}}"}},
-        {"id": "out", "type": "output", "inputs": {"a": "quick.value", "b": "later.text", "c": "slow.value"}},
-    ]}
+    definition = {
+        "nodes": [
+            {"id": "quick", "type": "test_sleep", "settings": {"seconds": 0, "value": "kept"}},
+            {"id": "boom", "type": "test_fail", "settings": {"seconds": 0.05}},
+            {"id": "slow", "type": "test_sleep", "settings": {"seconds": 5}},
+            {"id": "later", "type": "template", "inputs": {"x": "boom.value"}, "settings": {"template": "{{x}}"}},
+            {"id": "out", "type": "output", "inputs": {"a": "quick.value", "b": "later.text", "c": "slow.value"}},
+        ]
+    }
     began = time.perf_counter()
     result = await engine.execute(definition)
     assert time.perf_counter() - began < 2  # the 5 s node was cancelled, not waited for
@@ -129,14 +162,16 @@ async def test_a_failed_node_fails_the_run_and_finished_nodes_keep_their_results
 
 async def test_validation_names_the_node_before_anything_runs():
     STARTED.clear()
-    bad = {"nodes": [
-        {"id": "ok", "type": "test_sleep", "settings": {"name": "ok"}},
-        {"id": "mystery", "type": "summon_demon"},
-        {"id": "loose", "type": "llm_chat"},
-        {"id": "wrong", "type": "template", "inputs": {"x": "ok.nonexistent"}},
-        {"id": "a", "type": "passthrough", "inputs": {"value": "b.value"}},
-        {"id": "b", "type": "passthrough", "inputs": {"value": "a.value"}},
-    ]}
+    bad = {
+        "nodes": [
+            {"id": "ok", "type": "test_sleep", "settings": {"name": "ok"}},
+            {"id": "mystery", "type": "summon_demon"},
+            {"id": "loose", "type": "llm_chat"},
+            {"id": "wrong", "type": "template", "inputs": {"x": "ok.nonexistent"}},
+            {"id": "a", "type": "passthrough", "inputs": {"value": "b.value"}},
+            {"id": "b", "type": "passthrough", "inputs": {"value": "a.value"}},
+        ]
+    }
     with pytest.raises(engine.WorkflowInvalid) as failure:
         await engine.execute(bad)
     problems = " | ".join(failure.value.problems)
@@ -152,11 +187,13 @@ async def test_validation_names_the_node_before_anything_runs():
 
 @pytest.mark.django_db
 async def test_repeated_operations_come_from_the_cache():
-    definition = {"nodes": [
-        {"id": "in", "type": "passthrough", "settings": {"value": f"text {time.time()}"}},
-        {"id": "c", "type": "test_count", "inputs": {"value": "in.value"}},
-        {"id": "out", "type": "output", "inputs": {"v": "c.value"}},
-    ]}
+    definition = {
+        "nodes": [
+            {"id": "in", "type": "passthrough", "settings": {"value": f"text {time.time()}"}},
+            {"id": "c", "type": "test_count", "inputs": {"value": "in.value"}},
+            {"id": "out", "type": "output", "inputs": {"v": "c.value"}},
+        ]
+    }
     ctx = Context()
     first = await engine.execute(definition, ctx)
     second = await engine.execute(definition, ctx)

@@ -29,11 +29,13 @@ async def test_chat_streams_tokens_and_a_repeat_comes_from_the_cache(llm_server)
         if message["type"] == "token":
             tokens.append((node, message["text"]))
 
-    definition = {"nodes": [
-        {"id": "q", "type": "passthrough", "settings": {"value": f"Name one colour. ({time.time()})"}},
-        {"id": "chat", "type": "llm_chat", "inputs": {"prompt": "q.value"}, "settings": {"max_tokens": 20}},
-        {"id": "out", "type": "output", "inputs": {"answer": "chat.response"}},
-    ]}
+    definition = {
+        "nodes": [
+            {"id": "q", "type": "passthrough", "settings": {"value": f"Name one colour. ({time.time()})"}},
+            {"id": "chat", "type": "llm_chat", "inputs": {"prompt": "q.value"}, "settings": {"max_tokens": 20}},
+            {"id": "out", "type": "output", "inputs": {"answer": "chat.response"}},
+        ]
+    }
     llm = LLM()
     try:
         first = await engine.execute(definition, engine.Context(emit=emit, llm=llm))
@@ -54,11 +56,13 @@ async def test_an_unreachable_server_is_retried_then_fails_the_node_with_its_rea
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]  # closed again: nothing listens there
     settings.LLM_RETRIES = 3
-    definition = {"nodes": [
-        {"id": "q", "type": "passthrough", "settings": {"value": "hi"}},
-        {"id": "chat", "type": "llm_chat", "inputs": {"prompt": "q.value"}},
-        {"id": "words", "type": "keywords", "inputs": {"text": "q.value"}},
-    ]}
+    definition = {
+        "nodes": [
+            {"id": "q", "type": "passthrough", "settings": {"value": "hi"}},
+            {"id": "chat", "type": "llm_chat", "inputs": {"prompt": "q.value"}},
+            {"id": "words", "type": "keywords", "inputs": {"text": "q.value"}},
+        ]
+    }
     llm = LLM(base_url=f"http://127.0.0.1:{port}/v1")
     try:
         result = await engine.execute(definition, engine.Context(llm=llm))
@@ -106,8 +110,9 @@ async def test_asking_about_my_recordings_answers_from_the_matching_segments(llm
     await sync_to_async(writes.write_recording)(mine.id)
     await sync_to_async(writes.write_recording)(theirs.id)
     workflow = await Workflow.objects.aget(owner__isnull=True, key=ASK)
-    run = await WorkflowRun.objects.acreate(workflow=workflow, owner=alice,
-                                            inputs={"question": "Who will call the printing company?"})
+    run = await WorkflowRun.objects.acreate(
+        workflow=workflow, owner=alice, inputs={"question": "Who will call the printing company?"}
+    )
     run = await runs.execute(run.id)
     assert run.status == "done", run.error
     used = run.outputs["segments"]
@@ -124,8 +129,13 @@ async def test_only_transient_failures_are_retried(status, retried):
     from workflows.llm import is_transient
 
     response = httpx.Response(status, request=httpx.Request("POST", "http://llm/v1/chat/completions"))
-    error = {429: openai.RateLimitError, 500: openai.InternalServerError, 503: openai.InternalServerError,
-             400: openai.BadRequestError, 401: openai.AuthenticationError}[status]("failed", response=response, body=None)
+    error = {
+        429: openai.RateLimitError,
+        500: openai.InternalServerError,
+        503: openai.InternalServerError,
+        400: openai.BadRequestError,
+        401: openai.AuthenticationError,
+    }[status]("failed", response=response, body=None)
     assert is_transient(error) is retried
 
 
@@ -140,4 +150,6 @@ async def test_long_text_is_cut_into_pieces_that_fit_the_context(settings):
     assert " ".join(pieces).split() == text.split()  # nothing lost, nothing repeated
     assert all(p.rstrip().endswith(".") for p in pieces)  # cut at sentence ends
     assert tokens.count(tokens.truncate(text, 100)) <= 100
-    assert tokens.count("Stella Jones reported") == len(tokens._vocabulary().tokenize(b"Stella Jones reported", add_bos=False))
+    assert tokens.count("Stella Jones reported") == len(
+        tokens._vocabulary().tokenize(b"Stella Jones reported", add_bos=False)
+    )

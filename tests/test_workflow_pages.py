@@ -36,7 +36,9 @@ def test_the_list_shows_built_ins_and_imports_refuse_unknown_nodes(client, alice
     client.force_login(alice)
     page = client.get(reverse("workflow-list")).content.decode()
     assert "Summary, keywords and entities" in page and "Ask about my recordings" in page
-    response = client.post(reverse("workflow-import"), {"project": SimpleUploadedFile("odd.rivet-project", UNSUPPORTED)})
+    response = client.post(
+        reverse("workflow-import"), {"project": SimpleUploadedFile("odd.rivet-project", UNSUPPORTED)}
+    )
     assert response.status_code == 400
     text = response.content.decode()
     assert "httpCall" in text and "Call the internet" in text
@@ -48,7 +50,9 @@ def test_the_list_shows_built_ins_and_imports_refuse_unknown_nodes(client, alice
 def test_an_imported_workflow_and_its_runs_are_only_mine(client, alice, bob):
     example = Path(__file__).resolve().parent.parent / "workflows/examples/meeting-mood.rivet-project"
     client.force_login(alice)
-    response = client.post(reverse("workflow-import"), {"project": SimpleUploadedFile("m.rivet-project", example.read_bytes())})
+    response = client.post(
+        reverse("workflow-import"), {"project": SimpleUploadedFile("m.rivet-project", example.read_bytes())}
+    )
     assert response.status_code == 302
     workflow = Workflow.objects.get(owner=alice)
     detail = client.get(reverse("workflow-detail", args=[workflow.pk]))
@@ -71,7 +75,9 @@ def test_asking_starts_the_ask_workflow_scoped_to_a_recording(client, alice, dja
     recording = make_transcribed(alice, "planning", ["Stella will call the printer."])
     client.force_login(alice)
     with django_capture_on_commit_callbacks() as queued:
-        response = client.post(reverse("workflow-ask"), {"question": "Who calls the printer?", "recording": recording.pk})
+        response = client.post(
+            reverse("workflow-ask"), {"question": "Who calls the printer?", "recording": recording.pk}
+        )
     run = WorkflowRun.objects.get(owner=alice)
     assert response.status_code == 302 and response["Location"] == reverse("workflow-run", args=[run.pk])
     assert run.workflow.key == builtin.ASK and run.recording == recording
@@ -104,23 +110,32 @@ def test_a_transcription_runs_the_builtin_workflow_and_the_page_shows_its_summar
 @pytest.mark.asyncio
 @pytest.mark.django_db(transaction=True)
 async def test_the_run_page_receives_tokens_as_the_answer_is_written(celery_worker_process, llm_server, alice, bob):
-    recording = await database_sync_to_async(make_transcribed)(alice, "planning", [
-        "Stella will call the printing company in Chicago tomorrow."])
+    recording = await database_sync_to_async(make_transcribed)(
+        alice, "planning", ["Stella will call the printing company in Chicago tomorrow."]
+    )
     from graph import writes
 
     await database_sync_to_async(writes.write_recording)(recording.id)
     workflow = await Workflow.objects.aget(key=builtin.ASK, owner__isnull=True)
-    run = await database_sync_to_async(runs.start)(workflow, alice, None, {"question": "Who will call the printing company?"})
+    run = await database_sync_to_async(runs.start)(
+        workflow, alice, None, {"question": "Who will call the printing company?"}
+    )
 
     cookie = await database_sync_to_async(session_cookie)(bob)
-    intruder = WebsocketCommunicator(application, f"/ws/workflows/runs/{run.pk}/",
-                                     headers=[(b"origin", b"http://127.0.0.1:8000"), (b"cookie", f"sessionid={cookie}".encode())])
+    intruder = WebsocketCommunicator(
+        application,
+        f"/ws/workflows/runs/{run.pk}/",
+        headers=[(b"origin", b"http://127.0.0.1:8000"), (b"cookie", f"sessionid={cookie}".encode())],
+    )
     connected, code = await intruder.connect()
     assert not connected and code == 4404
 
     cookie = await database_sync_to_async(session_cookie)(alice)
-    ws = WebsocketCommunicator(application, f"/ws/workflows/runs/{run.pk}/",
-                               headers=[(b"origin", b"http://127.0.0.1:8000"), (b"cookie", f"sessionid={cookie}".encode())])
+    ws = WebsocketCommunicator(
+        application,
+        f"/ws/workflows/runs/{run.pk}/",
+        headers=[(b"origin", b"http://127.0.0.1:8000"), (b"cookie", f"sessionid={cookie}".encode())],
+    )
     assert (await ws.connect())[0]
     messages = []
     while not messages or messages[-1].get("type") != "finished":

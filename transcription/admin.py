@@ -20,6 +20,14 @@ class SegmentInline(admin.TabularInline):
 
 @admin.register(Transcript)
 class TranscriptAdmin(admin.ModelAdmin):
-    list_display = ("recording", "language", "model_name", "compute_type", "pipeline", "processing_seconds", "created_at")
+    list_display = (
+        "recording",
+        "language",
+        "model_name",
+        "compute_type",
+        "pipeline",
+        "processing_seconds",
+        "created_at",
+    )
     raw_id_fields = ("recording",)
     inlines = [SegmentInline]

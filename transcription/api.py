@@ -14,10 +14,10 @@ from django.db.models import Q
 from django.http import HttpRequest
 from django.shortcuts import get_object_or_404
 from ninja import Field, File, Form, NinjaAPI, Query, Schema
-from ninja.responses import Status
 from ninja.errors import HttpError
 from ninja.files import UploadedFile
 from ninja.renderers import BaseRenderer
+from ninja.responses import Status
 from ninja.security import HttpBearer, django_auth
 
 from accounts.tokens import user_for_key
@@ -54,6 +54,7 @@ api = NinjaAPI(
 
 
 # --- Schemas ----------------------------------------------------------------------------------
+
 
 class RecordingOut(Schema):
     id: int
@@ -140,6 +141,7 @@ class Error(Schema):
 
 # --- Cursor pagination (keyset on created_at, id: stable under inserts, no OFFSET scans) -------
 
+
 def encode_cursor(recording: Recording) -> str:
     raw = orjson.dumps([recording.created_at.isoformat(), recording.pk])
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
@@ -154,6 +156,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
 
 
 # --- Endpoints ----------------------------------------------------------------------------------
+
 
 @api.get("/recordings", response=RecordingPage, tags=["recordings"])
 def list_recordings(request: HttpRequest, filters: Query[RecordingFilters]):
@@ -191,8 +194,14 @@ def create_recording(
     `/ws/recordings/{id}/`)."""
     if declared_length(request) > settings.MAX_UPLOAD_BYTES + 64 * 1024:
         return Status(413, {"detail": too_large_message(declared_length(request))})
-    fields = {"title": title, "model": model, "compute_type": compute_type, "language": language,
-              "prompt": prompt, "word_timestamps": word_timestamps}
+    fields = {
+        "title": title,
+        "model": model,
+        "compute_type": compute_type,
+        "language": language,
+        "prompt": prompt,
+        "word_timestamps": word_timestamps,
+    }
     form = UploadForm(fields, {"audio": file})
     if not form.is_valid():
         return Status(413 if form.has_error("audio", code="too_large") else 400, {"detail": form.error_text()})
@@ -219,8 +228,9 @@ def get_recording(request: HttpRequest, recording_id: int):
     return exports.with_validators(response, recording)
 
 
-@api.get("/recordings/{recording_id}/transcript.{fmt}", tags=["recordings"],
-         response={200: None, 404: Error, 409: Error})
+@api.get(
+    "/recordings/{recording_id}/transcript.{fmt}", tags=["recordings"], response={200: None, 404: Error, 409: Error}
+)
 def export_transcript(request: HttpRequest, recording_id: int, fmt: str):
     """The transcript as txt, srt, vtt or json."""
     return exports.export_response(request, _owned(request, recording_id), fmt)

@@ -103,11 +103,15 @@ class LiveTranscriptionConsumer(JsonConsumer):
         if self.session is None:
             await self._error("not_started", "Send a start message before audio.", close=CLOSE_NOT_STARTED)
         elif len(frame) > settings.LIVE_MAX_FRAME_BYTES:
-            await self._error("frame_too_large", f"Audio frames are limited to {settings.LIVE_MAX_FRAME_BYTES} bytes.",
-                              close=CLOSE_FRAME_TOO_LARGE)
+            await self._error(
+                "frame_too_large",
+                f"Audio frames are limited to {settings.LIVE_MAX_FRAME_BYTES} bytes.",
+                close=CLOSE_FRAME_TOO_LARGE,
+            )
         elif len(frame) % 2:
-            await self._error("bad_frame", "Audio frames are 16-bit samples: an even number of bytes.",
-                              close=CLOSE_BAD_FRAME)
+            await self._error(
+                "bad_frame", "Audio frames are 16-bit samples: an even number of bytes.", close=CLOSE_BAD_FRAME
+            )
         else:
             self.session.feed(frame)
 
@@ -129,14 +133,23 @@ class LiveTranscriptionConsumer(JsonConsumer):
                 await self._error("bad_option", str(exc))
                 return
             except live.TooManyStreams:
-                await self._error("too_many_streams",
-                                  f"At most {settings.LIVE_MAX_STREAMS_PER_USER} live streams at once.",
-                                  close=CLOSE_TOO_MANY_STREAMS)
+                await self._error(
+                    "too_many_streams",
+                    f"At most {settings.LIVE_MAX_STREAMS_PER_USER} live streams at once.",
+                    close=CLOSE_TOO_MANY_STREAMS,
+                )
                 return
         self.session = session
         session.attach(self.send_json)
-        await self.send_json({"type": "ready", "session": session.id, "sample_rate": live.SAMPLE_RATE,
-                              "received": session.received_samples, "resumed": resumed})
+        await self.send_json(
+            {
+                "type": "ready",
+                "session": session.id,
+                "sample_rate": live.SAMPLE_RATE,
+                "received": session.received_samples,
+                "resumed": resumed,
+            }
+        )
 
     async def _stop(self) -> None:
         if self.session is None:
@@ -144,11 +157,13 @@ class LiveTranscriptionConsumer(JsonConsumer):
             return
         session, self.session = self.session, None
         recording = await session.stop()
-        await self.send_json({
-            "type": "saved",
-            "recording": recording.id if recording else None,
-            "url": reverse("recording-detail", args=[recording.id]) if recording else None,
-        })
+        await self.send_json(
+            {
+                "type": "saved",
+                "recording": recording.id if recording else None,
+                "url": reverse("recording-detail", args=[recording.id]) if recording else None,
+            }
+        )
         await self.close(code=1000)
 
     async def _error(self, code: str, message: str, close: int | None = None) -> None:

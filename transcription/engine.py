@@ -329,8 +329,7 @@ def transcribe(
         words = None
         if options.word_timestamps and seg.words is not None:
             words = tuple(
-                WordResult(round(w.start, 3), round(w.end, 3), w.word, round(w.probability, 4))
-                for w in seg.words
+                WordResult(round(w.start, 3), round(w.end, 3), w.word, round(w.probability, 4)) for w in seg.words
             )
         segments.append(
             SegmentResult(

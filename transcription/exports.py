@@ -131,15 +131,23 @@ def openai_verbose_json(
         ]
     if "word" in granularities:
         body["words"] = [
-            {"word": w["word"].strip(), "start": w["start"], "end": w["end"]}
-            for s in segments
-            for w in word_dicts(s)
+            {"word": w["word"].strip(), "start": w["start"], "end": w["end"]} for s in segments for w in word_dicts(s)
         ]
     return body
 
 
-_LANGUAGE_NAMES = {"en": "english", "de": "german", "fr": "french", "es": "spanish", "it": "italian",
-                   "nl": "dutch", "pt": "portuguese", "ja": "japanese", "zh": "chinese", "ru": "russian"}
+_LANGUAGE_NAMES = {
+    "en": "english",
+    "de": "german",
+    "fr": "french",
+    "es": "spanish",
+    "it": "italian",
+    "nl": "dutch",
+    "pt": "portuguese",
+    "ja": "japanese",
+    "zh": "chinese",
+    "ru": "russian",
+}
 
 
 def _language_name(code: str) -> str:
@@ -149,11 +157,14 @@ def _language_name(code: str) -> str:
 
 # --- HTTP -------------------------------------------------------------------------------------
 
+
 def validators(recording: Recording) -> tuple[str, int]:
     """(ETag, Last-Modified timestamp) for a recording as the API shows it: they change whenever
     its state, progress or transcript does."""
     transcript = getattr(recording, "transcript", None)
-    changed = transcript.created_at if transcript else (recording.finished_at or recording.started_at or recording.created_at)
+    changed = (
+        transcript.created_at if transcript else (recording.finished_at or recording.started_at or recording.created_at)
+    )
     etag = f'"{recording.pk}-{recording.status}-{round(recording.progress * 1000)}-{changed.timestamp():.6f}"'
     return etag, int(changed.timestamp())
 

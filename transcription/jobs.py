@@ -29,12 +29,9 @@ def claim(recording_id: int) -> Recording | None:
     """Move a recording to PROCESSING if it is queued (or stuck: its worker died mid-job)."""
     now = timezone.now()
     stale = now - timedelta(seconds=settings.TRANSCRIPTION_TIME_LIMIT)
-    claimable = Q(status=Recording.Status.QUEUED) | Q(
-        status=Recording.Status.PROCESSING, started_at__lt=stale
-    )
-    updated = (
-        Recording.objects.filter(claimable, pk=recording_id)
-        .update(status=Recording.Status.PROCESSING, started_at=now, progress=0.0, error="")
+    claimable = Q(status=Recording.Status.QUEUED) | Q(status=Recording.Status.PROCESSING, started_at__lt=stale)
+    updated = Recording.objects.filter(claimable, pk=recording_id).update(
+        status=Recording.Status.PROCESSING, started_at=now, progress=0.0, error=""
     )
     return Recording.objects.get(pk=recording_id) if updated else None
 
@@ -50,9 +47,9 @@ def fail(recording: Recording, reason: str) -> None:
 def store_result(recording: Recording, result: engine.TranscriptionResult) -> bool:
     """Save the transcript and its segments and mark the recording done, all or nothing."""
     with transaction.atomic():
-        finished = Recording.objects.filter(
-            pk=recording.pk, status=Recording.Status.PROCESSING
-        ).update(status=Recording.Status.DONE, progress=1.0, finished_at=timezone.now())
+        finished = Recording.objects.filter(pk=recording.pk, status=Recording.Status.PROCESSING).update(
+            status=Recording.Status.DONE, progress=1.0, finished_at=timezone.now()
+        )
         if not finished:
             return False  # someone else finished or failed it meanwhile
         Transcript.objects.filter(recording=recording).delete()

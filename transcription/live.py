@@ -163,20 +163,24 @@ class LiveSession:
 
     async def _send_update(self, committed: list[Word], partial: list[Word]) -> None:
         if committed:
-            await self._emit({
-                "type": "final",
-                "start": round(committed[0].start, 3),
-                "end": round(committed[-1].end, 3),
-                "text": text_of(committed),
-                "words": [w.as_dict() for w in committed],
-            })
-        await self._emit({
-            "type": "partial",
-            "start": round(partial[0].start, 3) if partial else None,
-            "end": round(partial[-1].end, 3) if partial else None,
-            "text": text_of(partial),
-            "words": [w.as_dict() for w in partial],
-        })
+            await self._emit(
+                {
+                    "type": "final",
+                    "start": round(committed[0].start, 3),
+                    "end": round(committed[-1].end, 3),
+                    "text": text_of(committed),
+                    "words": [w.as_dict() for w in committed],
+                }
+            )
+        await self._emit(
+            {
+                "type": "partial",
+                "start": round(partial[0].start, 3) if partial else None,
+                "end": round(partial[-1].end, 3) if partial else None,
+                "text": text_of(partial),
+                "words": [w.as_dict() for w in partial],
+            }
+        )
 
     async def stop(self) -> Recording | None:
         """End the stream: transcribe what is left, make it final, save the recording."""

@@ -31,9 +31,7 @@ class Recording(models.Model):
         FAILED = "failed", "Failed"
 
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    owner = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="recordings"
-    )
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="recordings")
     title = models.CharField(max_length=255)
     audio = models.FileField(upload_to=recording_upload_path, max_length=255)
     size_bytes = models.BigIntegerField(default=0)
@@ -106,9 +104,7 @@ class Segment(models.Model):
 
     class Meta:
         ordering = ["index"]
-        constraints = [
-            models.UniqueConstraint(fields=["transcript", "index"], name="segment_order_unique")
-        ]
+        constraints = [models.UniqueConstraint(fields=["transcript", "index"], name="segment_order_unique")]
 
     def __str__(self):
         return f"[{self.start:.2f}-{self.end:.2f}] {self.text}"

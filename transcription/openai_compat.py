@@ -10,7 +10,6 @@ import asyncio
 import math
 
 import orjson
-
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
@@ -35,8 +34,9 @@ FINISHED = (Recording.Status.DONE, Recording.Status.FAILED)
 RECHECK_SECONDS = 5.0
 
 
-def openai_error(status: int, message: str, *, param: str | None = None, code: str | None = None,
-                 kind: str = "invalid_request_error") -> JsonResponse:
+def openai_error(
+    status: int, message: str, *, param: str | None = None, code: str | None = None, kind: str = "invalid_request_error"
+) -> JsonResponse:
     return JsonResponse({"error": {"message": message, "type": kind, "param": param, "code": code}}, status=status)
 
 
@@ -66,8 +66,9 @@ def parse_request(request) -> tuple[UploadForm, engine.Options, str, set[str]]:
     if granularities - set(GRANULARITIES):
         raise BadRequest("timestamp_granularities[] takes 'word' and/or 'segment'.", "timestamp_granularities")
     if granularities and response_format != "verbose_json":
-        raise BadRequest("response_format must be set to verbose_json to use timestamp granularities.",
-                         "timestamp_granularities")
+        raise BadRequest(
+            "response_format must be set to verbose_json to use timestamp granularities.", "timestamp_granularities"
+        )
     fields = {
         "model": post["model"],
         "language": post.get("language", ""),
@@ -131,26 +132,29 @@ async def transcriptions(request):
         return openai_error(405, "Use POST with multipart/form-data.", code="method_not_allowed")
     user = await sync_to_async(user_for_key)(bearer_key(request))
     if user is None:
-        return openai_error(401, "Incorrect or missing API key. Create one on your profile page.",
-                            code="invalid_api_key")
+        return openai_error(
+            401, "Incorrect or missing API key. Create one on your profile page.", code="invalid_api_key"
+        )
     declared = declared_length(request)
     if declared > settings.MAX_UPLOAD_BYTES + 64 * 1024:
         return openai_error(413, too_large_message(declared), param="file", code="file_too_large")
     try:
         # Parsing and probing read the file: off the event loop.
-        form, options, response_format, granularities = await sync_to_async(
-            parse_request, thread_sensitive=False
-        )(request)
+        form, options, response_format, granularities = await sync_to_async(parse_request, thread_sensitive=False)(
+            request
+        )
     except BadRequest as exc:
         return openai_error(exc.status, str(exc), param=exc.param)
-    recording = await sync_to_async(accept_upload)(
-        user, form.cleaned_data["audio"], form.title_or_filename(), options
-    )
+    recording = await sync_to_async(accept_upload)(user, form.cleaned_data["audio"], form.title_or_filename(), options)
     try:
         status = await wait_until_finished(recording.pk)
     except TimeoutError:
-        return openai_error(504, f"Still transcribing after {settings.TRANSCRIPTION_TIME_LIMIT} s; "
-                                 f"the result will be in recording {recording.pk}.", kind="timeout")
+        return openai_error(
+            504,
+            f"Still transcribing after {settings.TRANSCRIPTION_TIME_LIMIT} s; "
+            f"the result will be in recording {recording.pk}.",
+            kind="timeout",
+        )
     await recording.arefresh_from_db()
     if status == Recording.Status.FAILED:
         if recording.error == INTERNAL_ERROR:

@@ -34,8 +34,12 @@ class Word:
         return re.sub(r"[^\w']+", "", self.word.lower())
 
     def as_dict(self) -> dict:
-        return {"start": round(self.start, 3), "end": round(self.end, 3), "word": self.word,
-                "probability": round(self.probability, 3)}
+        return {
+            "start": round(self.start, 3),
+            "end": round(self.end, 3),
+            "word": self.word,
+            "probability": round(self.probability, 3),
+        }
 
 
 @dataclass
@@ -52,7 +56,7 @@ def text_of(words: list[Word]) -> str:
 def agreed_prefix(previous: list[Word], current: list[Word]) -> int:
     """How many leading words two hypotheses share (by normalised text)."""
     n = 0
-    for a, b in zip(previous, current):
+    for a, b in zip(previous, current, strict=False):
         if a.key != b.key:
             break
         n += 1
@@ -64,8 +68,8 @@ def repeats_itself(words: list[Word], ngram: int = 3, times: int = 3) -> bool:
     keys = [w.key for w in words]
     for size in range(1, ngram + 1):
         for i in range(len(keys) - size * times + 1):
-            chunk = keys[i:i + size]
-            if all(keys[i + k * size:i + (k + 1) * size] == chunk for k in range(1, times)):
+            chunk = keys[i : i + size]
+            if all(keys[i + k * size : i + (k + 1) * size] == chunk for k in range(1, times)):
                 return True
     return False
 
@@ -158,7 +162,7 @@ class LocalAgreement:
         """VAD over the audio that arrived since the last call (plus half a second of context):
         running it over the whole buffer each time would cost as much as a third of inference."""
         since = max(self.buffer_start, self.vad_checked_until - 0.5)
-        window = self.buffer[int((since - self.buffer_start) * SAMPLE_RATE):]
+        window = self.buffer[int((since - self.buffer_start) * SAMPLE_RATE) :]
         speech = get_speech_timestamps(window, self.vad)
         if speech:
             self.last_speech_end = since + speech[-1]["end"] / SAMPLE_RATE
@@ -167,7 +171,9 @@ class LocalAgreement:
     def _transcribe(self) -> list[Word]:
         # Committed text from before the buffer as the prompt keeps context across cuts (text
         # that is also in the buffer's audio would make the model skip or repeat it).
-        before = [w for w in self.committed[-PROMPT_WORDS:] if w.end <= self.buffer_start + 0.01] if PROMPT_WORDS else []
+        before = (
+            [w for w in self.committed[-PROMPT_WORDS:] if w.end <= self.buffer_start + 0.01] if PROMPT_WORDS else []
+        )
         return transcribe_words(self.buffer, self.buffer_start, self.options, text_of(before))
 
     def _unseen(self, words: list[Word]) -> list[Word]:
@@ -248,7 +254,7 @@ class NaiveWindow:
         settled = self.received_seconds - self.WINDOW_SECONDS / 2
         final = [w for w in words if w.end <= settled]
         self.committed += final
-        self.hypothesis = words[len(final):]
+        self.hypothesis = words[len(final) :]
         return Update(committed=final, partial=list(self.hypothesis), inferred=True)
 
     def finish(self) -> list[Word]:

@@ -2,11 +2,11 @@
 
 from django.db import transaction
 
-from . import engine
-from .models import Recording
 from graph import outbox as graph_outbox
 from graph.models import GraphChange
 
+from . import engine
+from .models import Recording
 from .tasks import transcribe_recording
 
 

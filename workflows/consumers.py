@@ -42,7 +42,11 @@ class WorkflowRunConsumer(JsonConsumer):
     def _snapshot(self, pk) -> dict:
         run = WorkflowRun.objects.get(pk=pk)
         return {
-            "type": "snapshot", "status": run.status, "error": run.error,
-            "nodes": {n.node_id: {"status": n.status, "cache_hit": n.cache_hit, "duration_ms": n.duration_ms}
-                      for n in run.nodes.all()},
+            "type": "snapshot",
+            "status": run.status,
+            "error": run.error,
+            "nodes": {
+                n.node_id: {"status": n.status, "cache_hit": n.cache_hit, "duration_ms": n.duration_ms}
+                for n in run.nodes.all()
+            },
         }

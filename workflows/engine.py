@@ -9,6 +9,7 @@ fails the run with its reason, cancels what is still running, and finished nodes
 """
 
 import asyncio
+import contextlib
 import hashlib
 import time
 from dataclasses import dataclass, field
@@ -146,8 +147,10 @@ class Executor:
         self.results: dict[str, NodeResult] = {}
 
     def _inputs_of(self, node: Node) -> dict:
-        return {port: self.results[source].outputs.get(port_out, NOT_RAN)
-                for port, (source, port_out) in node.inputs.items()}
+        return {
+            port: self.results[source].outputs.get(port_out, NOT_RAN)
+            for port, (source, port_out) in node.inputs.items()
+        }
 
     async def _run_node(self, node: Node) -> NodeResult:
         CURRENT_NODE.set(node.id)  # this task's own context: ctx.send() knows whose tokens they are
@@ -201,13 +204,11 @@ class Executor:
                 if result.status == "failed":
                     failure = f"node {node_id!r} failed: {result.error}"
                 sorter.done(node_id)
-        for task, node_id in running.items():  # a node failed: stop the rest
+        for task in running:  # a node failed: stop the rest
             task.cancel()
-        for task, node_id in running.items():
-            try:
+        for task in running:
+            with contextlib.suppress(asyncio.CancelledError):
                 await task
-            except asyncio.CancelledError:
-                pass
             await self._settle(node_id, NodeResult("cancelled", error="another node failed"))
         for node_id in self.graph.order:
             if node_id not in self.results:
@@ -219,7 +220,8 @@ class Executor:
         return RunResult("failed" if failure else "done", self.results, outputs, failure)
 
 
-async def execute(definition_or_graph, ctx: Context | None = None, on_node=None,
-                  limits: dict[str, int] | None = None) -> RunResult:
+async def execute(
+    definition_or_graph, ctx: Context | None = None, on_node=None, limits: dict[str, int] | None = None
+) -> RunResult:
     graph = definition_or_graph if isinstance(definition_or_graph, Graph) else validate(definition_or_graph)
     return await Executor(graph, ctx or Context(), on_node, limits).run()

@@ -63,8 +63,9 @@ class LLM:
         retrying = AsyncRetrying(
             retry=retry_if_exception(is_transient),
             # 0.5 s, 1 s, 2 s... (LLM_RETRY_INITIAL_SECONDS) plus up to as much again at random.
-            wait=wait_exponential_jitter(multiplier=settings.LLM_RETRY_INITIAL_SECONDS,
-                                         jitter=settings.LLM_RETRY_INITIAL_SECONDS, max=10),
+            wait=wait_exponential_jitter(
+                multiplier=settings.LLM_RETRY_INITIAL_SECONDS, jitter=settings.LLM_RETRY_INITIAL_SECONDS, max=10
+            ),
             stop=stop_after_attempt(settings.LLM_RETRIES),
             reraise=True,
         )
@@ -76,8 +77,12 @@ class LLM:
                         await on_retry(number)
                     parts = []
                     stream = await self.client.chat.completions.create(
-                        model=self.model, messages=messages, stream=True,
-                        max_tokens=max_tokens, temperature=temperature, **extra,
+                        model=self.model,
+                        messages=messages,
+                        stream=True,
+                        max_tokens=max_tokens,
+                        temperature=temperature,
+                        **extra,
                     )
                     async for chunk in stream:
                         if not chunk.choices:

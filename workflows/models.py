@@ -18,8 +18,9 @@ class Workflow(models.Model):
         CUSTOM = "custom", "Custom"
 
     # No owner: a built-in workflow, shared by everyone (read-only).
-    owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE,
-                              related_name="workflows")
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="workflows"
+    )
     key = models.SlugField(max_length=64, blank=True, help_text="Stable name of a built-in workflow")
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
@@ -32,8 +33,9 @@ class Workflow(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["key"], condition=models.Q(owner__isnull=True),
-                                    name="builtin_workflow_key_unique"),
+            models.UniqueConstraint(
+                fields=["key"], condition=models.Q(owner__isnull=True), name="builtin_workflow_key_unique"
+            ),
         ]
 
     def __str__(self):
@@ -48,8 +50,11 @@ class WorkflowRunQuerySet(models.QuerySet):
         """The newest finished run of the built-in summary workflow on this recording."""
         from .builtin import SUMMARY
 
-        return (self.filter(recording=recording, workflow__key=SUMMARY, workflow__owner__isnull=True,
-                            status="done").order_by("-created_at").first())
+        return (
+            self.filter(recording=recording, workflow__key=SUMMARY, workflow__owner__isnull=True, status="done")
+            .order_by("-created_at")
+            .first()
+        )
 
 
 class WorkflowRun(models.Model):
@@ -61,8 +66,9 @@ class WorkflowRun(models.Model):
 
     workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="runs")
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="workflow_runs")
-    recording = models.ForeignKey("transcription.Recording", null=True, blank=True, on_delete=models.CASCADE,
-                                  related_name="workflow_runs")
+    recording = models.ForeignKey(
+        "transcription.Recording", null=True, blank=True, on_delete=models.CASCADE, related_name="workflow_runs"
+    )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     inputs = models.JSONField(default=dict, blank=True)
     outputs = models.JSONField(default=dict, blank=True)

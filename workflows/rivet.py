@@ -63,12 +63,29 @@ from ruamel.yaml.error import YAMLError
 
 from .nodes.rivet import CHAT_PARAMETER_INPUTS, GATE, interpolation_names, interpolation_problems, js_regex
 
-SUPPORTED = ("text", "prompt", "chat", "graphInput", "graphOutput", "subGraph", "extractRegex", "if", "match",
-             "coalesce")
+SUPPORTED = (
+    "text",
+    "prompt",
+    "chat",
+    "graphInput",
+    "graphOutput",
+    "subGraph",
+    "extractRegex",
+    "if",
+    "match",
+    "coalesce",
+)
 ENGINE_TYPES = {
-    "text": "rivet_text", "prompt": "rivet_prompt", "chat": "rivet_chat", "graphInput": "rivet_graph_input",
-    "graphOutput": "rivet_graph_output", "subGraph": "rivet_subgraph", "extractRegex": "rivet_extract_regex",
-    "if": "rivet_if", "match": "rivet_match", "coalesce": "rivet_coalesce",
+    "text": "rivet_text",
+    "prompt": "rivet_prompt",
+    "chat": "rivet_chat",
+    "graphInput": "rivet_graph_input",
+    "graphOutput": "rivet_graph_output",
+    "subGraph": "rivet_subgraph",
+    "extractRegex": "rivet_extract_regex",
+    "if": "rivet_if",
+    "match": "rivet_match",
+    "coalesce": "rivet_coalesce",
 }
 # The `data` fields each node type needs at run time (copied into the engine node's settings).
 KEPT_DATA = {
@@ -216,35 +233,47 @@ def parse_project(text: str | bytes) -> Project:
             if m["id"] in nodes:
                 problems.append(f"{where}node id {m['id']!r} is used twice")
                 continue
-            nodes[m["id"]] = RivetNode(m["id"], m["type"], m["title"], dict(node_data or {}),
-                                       bool(value.get("disabled")), bool(value.get("isSplitRun")))
+            nodes[m["id"]] = RivetNode(
+                m["id"],
+                m["type"],
+                m["title"],
+                dict(node_data or {}),
+                bool(value.get("disabled")),
+                bool(value.get("isSplitRun")),
+            )
             outgoing = value.get("outgoingConnections") or []
             for item in outgoing if isinstance(outgoing, list) else [outgoing]:
                 c = CONNECTION.fullmatch(_text(item))
                 if c is None:
-                    problems.append(f"{where}node {m['title']!r}: {_text(item)!r} is not a connection "
-                                    '(port->"Title" nodeId/port)')
+                    problems.append(
+                        f'{where}node {m["title"]!r}: {_text(item)!r} is not a connection (port->"Title" nodeId/port)'
+                    )
                     continue
                 connections.append(Connection(m["id"], c["port"], c["target"], c["target_port"]))
         for c in connections:
             if c.target not in nodes:
-                problems.append(f"{where}node {nodes[c.source].title!r}: output {c.source_port!r} is connected "
-                                f"to node {c.target!r}, which is not in the graph")
+                problems.append(
+                    f"{where}node {nodes[c.source].title!r}: output {c.source_port!r} is connected "
+                    f"to node {c.target!r}, which is not in the graph"
+                )
         graphs[graph_id] = RivetGraph(graph_id, name, _text(graph_meta.get("description")), nodes, connections)
 
     if main not in graphs:
         problems.append(f"the main graph {main!r} is not one of the project's graphs")
     if problems:
         raise RivetImportError(problems)
-    return Project(_text(metadata.get("id")), _text(metadata.get("title")), _text(metadata.get("description")),
-                   main, graphs)
+    return Project(
+        _text(metadata.get("id")), _text(metadata.get("title")), _text(metadata.get("description")), main, graphs
+    )
 
 
 # Ports, as Rivet derives them from a node's data.
 
+
 def _use_flag(parameter: str) -> str:
     return {"top_p": "useTopPInput", "useTopP": "useUseTopPInput"}.get(
-        parameter, f"use{parameter[0].upper()}{parameter[1:]}Input")
+        parameter, f"use{parameter[0].upper()}{parameter[1:]}Input"
+    )
 
 
 def _graph_ids(project: Project, node: RivetNode, kind: str) -> list[str]:
@@ -261,12 +290,15 @@ def accepts_input(project: Project, node: RivetNode, port: str) -> bool:
         case "text":
             return port in interpolation_names(_text(d.get("text")))
         case "prompt":
-            return (port in interpolation_names(_text(d.get("promptText")))
-                    or (port == "type" and bool(d.get("useTypeInput")))
-                    or (port == "name" and bool(d.get("useNameInput"))))
+            return (
+                port in interpolation_names(_text(d.get("promptText")))
+                or (port == "type" and bool(d.get("useTypeInput")))
+                or (port == "name" and bool(d.get("useNameInput")))
+            )
         case "chat":
             return port in ("systemPrompt", "prompt") or (
-                port in CHAT_PARAMETER_INPUTS and bool(d.get(_use_flag(port))))
+                port in CHAT_PARAMETER_INPUTS and bool(d.get(_use_flag(port)))
+            )
         case "graphInput":
             return port == "default" and bool(d.get("useDefaultValueInput"))
         case "graphOutput":
@@ -313,6 +345,7 @@ def has_output(project: Project, node: RivetNode, port: str) -> bool:
 
 # Checks.
 
+
 def _graphs_to_run(project: Project, graph_id: str, problems: list[str]) -> list[str]:
     """The graph and every graph it calls, depth first; missing graphs and recursion are problems."""
     done, path = [], []
@@ -328,9 +361,11 @@ def _graphs_to_run(project: Project, graph_id: str, problems: list[str]) -> list
             if target not in project.graphs:
                 problems.append(f"{where}subGraph {node.title!r} calls graph {target!r}, which is not in the project")
             elif target in path:
-                chain = " → ".join(project.graphs[g].name for g in [*path[path.index(target):], target])
-                problems.append(f"{where}subGraph {node.title!r} calls graph {project.graphs[target].name!r} "
-                                f"recursively ({chain}), which this app cannot run")
+                chain = " → ".join(project.graphs[g].name for g in [*path[path.index(target) :], target])
+                problems.append(
+                    f"{where}subGraph {node.title!r} calls graph {project.graphs[target].name!r} "
+                    f"recursively ({chain}), which this app cannot run"
+                )
             elif target not in done:
                 visit(target)
         path.pop()
@@ -343,8 +378,9 @@ def _graphs_to_run(project: Project, graph_id: str, problems: list[str]) -> list
 def _node_problems(project: Project, node: RivetNode) -> list[str]:
     """What stops this app from running the node as Rivet would, each starting with its title."""
     if node.type not in SUPPORTED:
-        return [f"node {node.title!r} has type {node.type!r}, which this app cannot run "
-                f"(supported: {', '.join(SUPPORTED)})"]
+        return [
+            f"node {node.title!r} has type {node.type!r}, which this app cannot run (supported: {', '.join(SUPPORTED)})"
+        ]
     d, name = node.data, f"node {node.title!r} ({node.type})"
     found = []
     if node.disabled:
@@ -355,8 +391,10 @@ def _node_problems(project: Project, node: RivetNode) -> list[str]:
         case "text" | "prompt":
             template = _text(d.get("text" if node.type == "text" else "promptText"))
             for token in interpolation_problems(template):
-                found.append(f"{name} uses {token}, which this app cannot fill "
-                             "(filters and @graphInputs/@context are not supported)")
+                found.append(
+                    f"{name} uses {token}, which this app cannot fill "
+                    "(filters and @graphInputs/@context are not supported)"
+                )
             if node.type == "prompt":
                 if d.get("enableFunctionCall"):
                     found.append(f"{name} uses function calls, which this app cannot run")
@@ -405,8 +443,10 @@ def _graph_problems(project: Project, graph: RivetGraph) -> list[str]:
         source, target = graph.nodes[c.source], graph.nodes[c.target]
         calls_nothing = source.type == "subGraph" and _text(source.data.get("graphId")) not in project.graphs
         if source.type in SUPPORTED and not calls_nothing and not has_output(project, source, c.source_port):
-            found.append(f"node {source.title!r} ({source.type}) has no output {c.source_port!r} that this app "
-                         f"can produce, but it is connected to {target.title!r}")
+            found.append(
+                f"node {source.title!r} ({source.type}) has no output {c.source_port!r} that this app "
+                f"can produce, but it is connected to {target.title!r}"
+            )
         if target.type in SUPPORTED and accepts_input(project, target, c.target_port):
             if (c.target, c.target_port) in fed:
                 found.append(f"node {target.title!r}: input {c.target_port!r} has more than one connection")
@@ -419,6 +459,7 @@ def _graph_problems(project: Project, graph: RivetGraph) -> list[str]:
 
 
 # Building the definition.
+
 
 class _Builder:
     def __init__(self, project: Project):
@@ -470,11 +511,13 @@ class _Builder:
             self.add({"id": engine_id, "type": "rivet_subgraph", "settings": self.settings_of(node), "inputs": inputs})
             # The called graph's inputs are fed by what feeds this node (or its inputData), directly.
             given = node.data.get("inputData") if isinstance(node.data.get("inputData"), dict) else {}
-            values = {_text(key): value.get("value") if isinstance(value, dict) else value
-                      for key, value in given.items()}
+            values = {
+                _text(key): value.get("value") if isinstance(value, dict) else value for key, value in given.items()
+            }
             fed = {port: ref for port, ref in inputs.items() if port != GATE}
-            inlined[node.id] = self.graph(_text(node.data["graphId"]), f"{engine_id}/", f"{engine_id}.ran",
-                                          {"inputs": fed, "values": values})
+            inlined[node.id] = self.graph(
+                _text(node.data["graphId"]), f"{engine_id}/", f"{engine_id}.ran", {"inputs": fed, "values": values}
+            )
             return inlined[node.id]
 
         outputs: dict[str, list[str]] = {}
@@ -490,8 +533,11 @@ class _Builder:
                 elif caller["values"].get(settings["id"]) is not None:
                     settings["callerValue"] = caller["values"][settings["id"]]
             if node.type == "extractRegex":  # outputN connected beyond the regex's groups: None, as in Rivet
-                wanted = [int(c.source_port[6:]) for c in graph.connections
-                          if c.source == node.id and re.fullmatch(r"output\d+", c.source_port)]
+                wanted = [
+                    int(c.source_port[6:])
+                    for c in graph.connections
+                    if c.source == node.id and re.fullmatch(r"output\d+", c.source_port)
+                ]
                 settings["outputs"] = max(wanted, default=0)
             if node.type == "graphOutput":
                 outputs.setdefault(settings["id"], []).append(f"{prefix}{node.id}.valueOutput")
@@ -504,8 +550,14 @@ class _Builder:
                 continue
             merge = f"{prefix}output:{output_id}"  # graphOutputs sharing an id: the first with a value
             inputs = {f"input{i}": source for i, source in enumerate(sources, 1)} | ({GATE: gate} if gate else {})
-            self.add({"id": merge, "type": "rivet_coalesce", "inputs": inputs,
-                      "settings": {"title": f"Output {output_id!r}"}})
+            self.add(
+                {
+                    "id": merge,
+                    "type": "rivet_coalesce",
+                    "inputs": inputs,
+                    "settings": {"title": f"Output {output_id!r}"},
+                }
+            )
             results[output_id] = f"{merge}.output"
         return results
 
@@ -547,6 +599,9 @@ def import_project(owner, uploaded_text: str | bytes, name: str | None = None):
         raise RivetImportError(exc.problems) from None
     main = project.graphs[project.main_graph_id]
     return Workflow.objects.create(
-        owner=owner, name=(name or project.title or main.name or "Rivet project")[:200],
-        description=project.description or main.description, source=Workflow.Source.RIVET, definition=definition,
+        owner=owner,
+        name=(name or project.title or main.name or "Rivet project")[:200],
+        description=project.description or main.description,
+        source=Workflow.Source.RIVET,
+        definition=definition,
     )

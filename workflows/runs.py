@@ -2,8 +2,7 @@
 streamed to the run's page over the channel layer."""
 
 import logging
-from datetime import datetime
-from datetime import timezone as dt_timezone
+from datetime import UTC, datetime
 
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
@@ -35,24 +34,32 @@ def jsonable(value):
     return value
 
 
-def start(workflow: Workflow, owner, recording=None, inputs: dict | None = None,
-          overrides: dict | None = None) -> WorkflowRun:
+def start(
+    workflow: Workflow, owner, recording=None, inputs: dict | None = None, overrides: dict | None = None
+) -> WorkflowRun:
     """Queue a run (validated first: an invalid workflow is refused here, with every problem).
     `overrides` = {node id: {setting: value}} for this run only (e.g. the ask page's scope)."""
     from .tasks import run_workflow
 
     engine.validate(workflow.definition)
     with transaction.atomic():
-        run = WorkflowRun.objects.create(workflow=workflow, owner=owner, recording=recording,
-                                         inputs=(inputs or {}) | ({"_overrides": overrides} if overrides else {}))
+        run = WorkflowRun.objects.create(
+            workflow=workflow,
+            owner=owner,
+            recording=recording,
+            inputs=(inputs or {}) | ({"_overrides": overrides} if overrides else {}),
+        )
         run_workflow.delay_on_commit(run.id)
     return run
 
 
 def with_overrides(definition: dict, overrides: dict) -> dict:
-    nodes = [node | {"settings": {**(node.get("settings") or {}), **overrides.get(node["id"], {})}}
-             if isinstance(node, dict) and node.get("id") in overrides else node
-             for node in definition.get("nodes", [])]
+    nodes = [
+        node | {"settings": {**(node.get("settings") or {}), **overrides.get(node["id"], {})}}
+        if isinstance(node, dict) and node.get("id") in overrides
+        else node
+        for node in definition.get("nodes", [])
+    ]
     return {**definition, "nodes": nodes}
 
 
@@ -85,13 +92,27 @@ async def execute(run_id: int, llm: LLM | None = None) -> WorkflowRun | None:
     async def on_node(node_id: str, result: engine.NodeResult) -> None:
         node = graph.nodes[node_id]
         await NodeRun.objects.acreate(
-            run=run, node_id=node_id, node_type=node.type.name, status=result.status,
-            started_at=datetime.fromtimestamp(result.started, tz=dt_timezone.utc) if result.started else None,
-            duration_ms=result.duration_ms, cache_hit=result.cache_hit, attempts=result.attempts,
-            error=result.error, output=jsonable(result.outputs) if result.status == "done" else None,
+            run=run,
+            node_id=node_id,
+            node_type=node.type.name,
+            status=result.status,
+            started_at=datetime.fromtimestamp(result.started, tz=UTC) if result.started else None,
+            duration_ms=result.duration_ms,
+            cache_hit=result.cache_hit,
+            attempts=result.attempts,
+            error=result.error,
+            output=jsonable(result.outputs) if result.status == "done" else None,
         )
-        await emit(node_id, {"type": "node", "status": result.status, "cache_hit": result.cache_hit,
-                             "duration_ms": result.duration_ms, "error": result.error})
+        await emit(
+            node_id,
+            {
+                "type": "node",
+                "status": result.status,
+                "cache_hit": result.cache_hit,
+                "duration_ms": result.duration_ms,
+                "error": result.error,
+            },
+        )
 
     try:
         graph = engine.validate(with_overrides(run.workflow.definition, run.inputs.get("_overrides", {})))
@@ -99,8 +120,9 @@ async def execute(run_id: int, llm: LLM | None = None) -> WorkflowRun | None:
         return await _finish(run, "failed", {}, f"invalid workflow: {exc}", emit)
     own_llm = llm is None
     llm = llm or LLM()
-    ctx = Context(owner_id=run.owner_id, recording_id=run.recording_id, emit=emit, llm=llm,
-                  values={"inputs": run.inputs})
+    ctx = Context(
+        owner_id=run.owner_id, recording_id=run.recording_id, emit=emit, llm=llm, values={"inputs": run.inputs}
+    )
     try:
         result = await engine.execute(graph, ctx, on_node)
     finally:

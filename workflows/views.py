@@ -30,8 +30,9 @@ def _run_inputs(workflow: Workflow) -> list[str]:
 def _render_list(request, import_error: str = "", status: int = 200):
     context = {
         "workflows": Workflow.objects.visible_to(request.user).order_by("owner_id", "name"),
-        "runs": WorkflowRun.objects.owned_by(request.user).select_related("workflow", "recording")
-                .order_by("-created_at")[:20],
+        "runs": WorkflowRun.objects.owned_by(request.user)
+        .select_related("workflow", "recording")
+        .order_by("-created_at")[:20],
         "import_error": import_error,
     }
     return render(request, "workflows/list.html", context, status=status)
@@ -50,7 +51,9 @@ def import_rivet(request):
     if upload is None:
         return _render_list(request, "Choose a .rivet-project file.", status=400)
     if upload.size > settings.MAX_RIVET_PROJECT_BYTES:
-        return _render_list(request, f"The file is larger than {settings.MAX_RIVET_PROJECT_BYTES // 1024} KB.", status=413)
+        return _render_list(
+            request, f"The file is larger than {settings.MAX_RIVET_PROJECT_BYTES // 1024} KB.", status=413
+        )
     try:
         workflow = rivet.import_project(request.user, upload.read(), name=request.POST.get("name") or None)
     except (rivet.RivetImportError, engine.WorkflowInvalid) as exc:
@@ -80,8 +83,13 @@ def workflow_detail(request, pk: int):
                 error = f"This workflow cannot run: {exc}"
             else:
                 return redirect("workflow-run", pk=run.pk)
-    context = {"workflow": workflow, "inputs": inputs, "recordings": _recordings(request.user), "error": error,
-               "nodes": workflow.definition.get("nodes", [])}
+    context = {
+        "workflow": workflow,
+        "inputs": inputs,
+        "recordings": _recordings(request.user),
+        "error": error,
+        "nodes": workflow.definition.get("nodes", []),
+    }
     return render(request, "workflows/detail.html", context, status=400 if error else 200)
 
 
@@ -89,8 +97,11 @@ def workflow_detail(request, pk: int):
 @require_GET
 def run_detail(request, pk: int):
     run = get_object_or_404(WorkflowRun.objects.owned_by(request.user).select_related("workflow", "recording"), pk=pk)
-    return render(request, "workflows/run.html", {"run": run, "node_runs": run.nodes.all(),
-                                                  "nodes": run.workflow.definition.get("nodes", [])})
+    return render(
+        request,
+        "workflows/run.html",
+        {"run": run, "node_runs": run.nodes.all(), "nodes": run.workflow.definition.get("nodes", [])},
+    )
 
 
 @login_required
@@ -105,7 +116,12 @@ def ask(request):
             messages.error(request, "Type a question.")
         else:
             workflow = get_object_or_404(Workflow, owner__isnull=True, key=builtin.ASK)
-            run = runs.start(workflow, request.user, recording, {"question": question[:500]},
-                             overrides={"search": {"scope": "recording" if recording else "all"}})
+            run = runs.start(
+                workflow,
+                request.user,
+                recording,
+                {"question": question[:500]},
+                overrides={"search": {"scope": "recording" if recording else "all"}},
+            )
             return redirect("workflow-run", pk=run.pk)
     return render(request, "workflows/ask.html", {"recording": recording, "recordings": _recordings(request.user)})

@@ -5,26 +5,24 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='GraphChange',
+            name="GraphChange",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('recording_id', models.BigIntegerField()),
-                ('owner_id', models.BigIntegerField()),
-                ('kind', models.CharField(choices=[('write', 'Write'), ('delete', 'Delete')], max_length=8)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('attempts', models.PositiveIntegerField(default=0)),
-                ('last_error', models.TextField(blank=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("recording_id", models.BigIntegerField()),
+                ("owner_id", models.BigIntegerField()),
+                ("kind", models.CharField(choices=[("write", "Write"), ("delete", "Delete")], max_length=8)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("attempts", models.PositiveIntegerField(default=0)),
+                ("last_error", models.TextField(blank=True)),
             ],
             options={
-                'indexes': [models.Index(fields=['recording_id'], name='graph_graph_recordi_2f026a_idx')],
+                "indexes": [models.Index(fields=["recording_id"], name="graph_graph_recordi_2f026a_idx")],
             },
         ),
     ]

@@ -4,30 +4,29 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('transcription', '0001_initial'),
+        ("transcription", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='recording',
-            name='options',
+            model_name="recording",
+            name="options",
             field=models.JSONField(blank=True, default=dict),
         ),
         migrations.AddField(
-            model_name='segment',
-            name='compression_ratio',
+            model_name="segment",
+            name="compression_ratio",
             field=models.FloatField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='segment',
-            name='words',
+            model_name="segment",
+            name="words",
             field=models.JSONField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='transcript',
-            name='pipeline',
+            model_name="transcript",
+            name="pipeline",
             field=models.CharField(blank=True, max_length=16),
         ),
     ]

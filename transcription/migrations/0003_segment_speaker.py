@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('transcription', '0002_options_pipeline_words'),
+        ("transcription", "0002_options_pipeline_words"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='segment',
-            name='speaker',
+            model_name="segment",
+            name="speaker",
             field=models.CharField(blank=True, max_length=100),
         ),
     ]

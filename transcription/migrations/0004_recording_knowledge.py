@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('transcription', '0003_segment_speaker'),
+        ("transcription", "0003_segment_speaker"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='recording',
-            name='knowledge',
+            model_name="recording",
+            name="knowledge",
             field=models.JSONField(blank=True, default=dict),
         ),
     ]

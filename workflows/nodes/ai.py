@@ -17,8 +17,15 @@ from .base import CURRENT_NODE, NodeError, node_type
 from .text import as_text
 
 
-async def ask(ctx, messages: list[dict], *, max_tokens: int, temperature: float = 0.2,
-              json_schema: dict | None = None, stream: bool = True) -> str:
+async def ask(
+    ctx,
+    messages: list[dict],
+    *,
+    max_tokens: int,
+    temperature: float = 0.2,
+    json_schema: dict | None = None,
+    stream: bool = True,
+) -> str:
     """One LLM request within the run's concurrency cap; its tokens are sent to the page."""
     if ctx.llm is None:
         raise NodeError("no language model is configured for this run")
@@ -33,8 +40,12 @@ async def ask(ctx, messages: list[dict], *, max_tokens: int, temperature: float 
 
     async with ctx.limit("llm"):
         text, attempts = await ctx.llm.chat(
-            messages, max_tokens=max_tokens, temperature=temperature, json_schema=json_schema,
-            on_token=on_token if stream else None, on_retry=on_retry,
+            messages,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            json_schema=json_schema,
+            on_token=on_token if stream else None,
+            on_retry=on_retry,
         )
     ctx.values[("attempts", node_id)] = attempts
     return text.strip()
@@ -46,8 +57,10 @@ async def llm_chat(ctx, inputs, settings):
     max_tokens = int(settings.get("max_tokens", 200))
     system = as_text(inputs.get("system")) or settings.get("system", "You are a concise, helpful assistant.")
     budget = tokens.prompt_budget(max_tokens, overhead_tokens=tokens.count(system) + 16)
-    messages = [{"role": "system", "content": system},
-                {"role": "user", "content": tokens.truncate(as_text(inputs["prompt"]), budget)}]
+    messages = [
+        {"role": "system", "content": system},
+        {"role": "user", "content": tokens.truncate(as_text(inputs["prompt"]), budget)},
+    ]
     response = await ask(ctx, messages, max_tokens=max_tokens, temperature=float(settings.get("temperature", 0.2)))
     return {"response": response}
 
@@ -95,8 +108,10 @@ async def summarise(ctx, inputs, settings):
     for _round in range(4):  # each round shrinks the text several-fold; 4 covers hours of speech
         summaries = []
         for piece in pieces:
-            messages = [{"role": "system", "content": SUMMARY_SYSTEM},
-                        {"role": "user", "content": f"Summarise in two sentences:\n\n{piece}"}]
+            messages = [
+                {"role": "system", "content": SUMMARY_SYSTEM},
+                {"role": "user", "content": f"Summarise in two sentences:\n\n{piece}"},
+            ]
             answer = await ask(ctx, messages, max_tokens=max_tokens, stream=len(pieces) == 1)
             summaries.append(answer if usable(answer, piece) else extractive_summary(piece, 2))
         if len(summaries) == 1:
@@ -155,8 +170,10 @@ async def extract_entities(ctx, inputs, settings):
     if settings.get("use_llm", True) and text.strip():
         budget = tokens.prompt_budget(300, overhead_tokens=tokens.count(ENTITY_SYSTEM) + 40)
         for piece in tokens.chunks(text, budget)[: int(settings.get("max_chunks", 8))]:
-            messages = [{"role": "system", "content": ENTITY_SYSTEM},
-                        {"role": "user", "content": f"Text:\n{piece}\n\nList its named entities."}]
+            messages = [
+                {"role": "system", "content": ENTITY_SYSTEM},
+                {"role": "user", "content": f"Text:\n{piece}\n\nList its named entities."},
+            ]
             raw = await ask(ctx, messages, max_tokens=300, temperature=0.0, json_schema=ENTITY_SCHEMA, stream=False)
             try:
                 extracted = Extracted.model_validate(orjson.loads(raw))

@@ -26,12 +26,14 @@ async def semantic_search(ctx, inputs, settings):
     if scope == "recording" and not recording:
         raise NodeError("scope is 'recording' but the run has no recording")
     page = await sync_to_async(queries.search)(
-        str(ctx.owner_id), as_text(inputs["query"]), None, int(settings.get("k", 5)),
-        match_all=False, recording=recording,
+        str(ctx.owner_id),
+        as_text(inputs["query"]),
+        None,
+        int(settings.get("k", 5)),
+        match_all=False,
+        recording=recording,
     )
-    segments = [
-        {k: s[k] for k in ("recording", "title", "index", "start", "end", "text")} for s in page["segments"]
-    ]
+    segments = [{k: s[k] for k in ("recording", "title", "index", "start", "end", "text")} for s in page["segments"]]
     context = "\n".join(f"[{s['title']} {_timecode(s['start'])}] {s['text']}" for s in segments)
     return {"segments": segments, "context": context}
 

@@ -143,9 +143,26 @@ async def prompt(ctx, inputs, settings):
 # Chat inputs a Rivet chat node may have (its `useXInput` settings). Only temperature and
 # maxTokens change the request; the others are accepted so that projects load, and ignored.
 CHAT_PARAMETER_INPUTS = (
-    "model", "temperature", "top_p", "useTopP", "maxTokens", "stop", "presencePenalty", "frequencyPenalty",
-    "user", "numberOfChoices", "endpoint", "headers", "seed", "toolChoice", "toolChoiceFunction",
-    "responseFormat", "additionalParameters", "responseSchemaName", "audioVoice", "audioFormat",
+    "model",
+    "temperature",
+    "top_p",
+    "useTopP",
+    "maxTokens",
+    "stop",
+    "presencePenalty",
+    "frequencyPenalty",
+    "user",
+    "numberOfChoices",
+    "endpoint",
+    "headers",
+    "seed",
+    "toolChoice",
+    "toolChoiceFunction",
+    "responseFormat",
+    "additionalParameters",
+    "responseSchemaName",
+    "audioVoice",
+    "audioFormat",
     "reasoningEffort",
 )
 
@@ -179,8 +196,13 @@ def _number(value, default: float, what: str) -> float:
         raise NodeError(f"{what} must be a number, not {value!r}") from None
 
 
-@rivet_node("rivet_chat", inputs=("prompt",), optional=("systemPrompt", *CHAT_PARAMETER_INPUTS),
-            outputs=("response", "in-messages", "all-messages", "responseTokens"), cached=True)
+@rivet_node(
+    "rivet_chat",
+    inputs=("prompt",),
+    optional=("systemPrompt", *CHAT_PARAMETER_INPUTS),
+    outputs=("response", "in-messages", "all-messages", "responseTokens"),
+    cached=True,
+)
 async def chat(ctx, inputs, settings):
     """Rivet chat: the model's reply to the prompt messages. The app's model answers whatever model
     the project names; maxTokens and temperature are honoured, the other sampling settings are not."""
@@ -199,8 +221,10 @@ async def chat(ctx, inputs, settings):
     max_tokens = int(_number(max_tokens, 1024, "maxTokens"))
     max_tokens = max(1, min(max_tokens, django_settings.LLM_CONTEXT_TOKENS))  # the model cannot write more
     response = await ask(
-        ctx, [{"role": m["type"], "content": m["message"]} for m in messages],
-        max_tokens=max_tokens, temperature=_number(temperature, 0.5, "temperature"),
+        ctx,
+        [{"role": m["type"], "content": m["message"]} for m in messages],
+        max_tokens=max_tokens,
+        temperature=_number(temperature, 0.5, "temperature"),
     )
     return {
         "response": response,
@@ -263,8 +287,13 @@ async def subgraph(ctx, inputs, settings):
     return {"ran": True}
 
 
-@rivet_node("rivet_extract_regex", inputs=("input",), optional=("regex",), any_outputs=True,
-            outputs=("matches", "succeeded", "failed"))
+@rivet_node(
+    "rivet_extract_regex",
+    inputs=("input",),
+    optional=("regex",),
+    any_outputs=True,
+    outputs=("matches", "succeeded", "failed"),
+)
 async def extract_regex(ctx, inputs, settings):
     """Rivet extractRegex: groups of the first match on output1…, group 1 of every match on
     `matches`, and succeeded / failed (booleans). After a failed match the groups are None."""

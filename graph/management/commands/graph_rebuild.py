@@ -36,6 +36,4 @@ class Command(BaseCommand):
                 .values_list("pk", flat=True)
             )
             written = sum(writes.write_recording(pk) for pk in ids)
-            self.stdout.write(
-                f"{user.username}: {written} recordings written in {time.monotonic() - started:.1f} s"
-            )
+            self.stdout.write(f"{user.username}: {written} recordings written in {time.monotonic() - started:.1f} s")

@@ -11,9 +11,7 @@ class Command(BaseCommand):
     help = "Install the graph's constraints, indexes and full-text indexes in Neo4j (idempotent)."
 
     def add_arguments(self, parser):
-        parser.add_argument(
-            "--wait", type=float, default=0, help="Seconds to wait for Neo4j to come up."
-        )
+        parser.add_argument("--wait", type=float, default=0, help="Seconds to wait for Neo4j to come up.")
 
     def handle(self, *args, wait, verbosity, **options):
         from graph.nodes import FULLTEXT_INDEXES  # also registers the node classes with neomodel
@@ -35,8 +33,6 @@ class Command(BaseCommand):
                 continue
             fields = ", ".join(f"n.{p}" for p in properties)
             # Names come from our own table, never from input: safe to format into the statement.
-            neomodel.db.cypher_query(
-                f"CREATE FULLTEXT INDEX {name} FOR (n:{label}) ON EACH [{fields}]"
-            )
+            neomodel.db.cypher_query(f"CREATE FULLTEXT INDEX {name} FOR (n:{label}) ON EACH [{fields}]")
         neomodel.db.cypher_query("CALL db.awaitIndexes(300)")
         self.stdout.write(self.style.SUCCESS("graph schema installed"))
