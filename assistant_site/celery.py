@@ -1,4 +1,5 @@
-"""The Celery app: configured from Django settings (CELERY_*), tasks found in each app's tasks.py."""
+"""The Celery app: configured from Django settings (CELERY_*), tasks found in each app's tasks.py and
+in the actions layer's (the tasks that cross apps)."""
 
 import os
 
@@ -9,3 +10,4 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "assistant_site.settings")
 app = Celery("assistant_site")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+app.autodiscover_tasks(["actions"])

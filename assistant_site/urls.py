@@ -3,9 +3,9 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 
 from transcription import openai_compat
-from transcription.api import api
 
 from . import views
+from .api import api
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="recording-list", permanent=False)),

@@ -584,22 +584,22 @@ def write_per_node(params: dict) -> None:
 
     owner = params["recording"]["owner"]
     with db.write_transaction:
-        user = nodes.User.nodes.get_or_none(uid=params["user"]["uid"])
+        user = nodes.UserNode.nodes.get_or_none(uid=params["user"]["uid"])
         if user is None:
-            user = nodes.User(**params["user"]).save()
-        recording = nodes.Recording(**params["recording"]).save()
+            user = nodes.UserNode(**params["user"]).save()
+        recording = nodes.RecordingNode(**params["recording"]).save()
         user.recordings.connect(recording)
 
         speaker_of = {}
         for item in params["speakers"]:
-            speaker = nodes.Speaker.nodes.get_or_none(uid=item["uid"])
+            speaker = nodes.SpeakerNode.nodes.get_or_none(uid=item["uid"])
             if speaker is None:
-                speaker = nodes.Speaker(uid=item["uid"], owner=owner, name=item["name"]).save()
+                speaker = nodes.SpeakerNode(uid=item["uid"], owner=owner, name=item["name"]).save()
             speaker_of.update(dict.fromkeys(item["segments"], speaker))
 
         previous = None
         for item in params["segments"]:
-            segment = nodes.Segment(owner=owner, recording=recording.uid, **item).save()
+            segment = nodes.SegmentNode(owner=owner, recording=recording.uid, **item).save()
             recording.segments.connect(segment)
             if previous is not None:
                 previous.next.connect(segment)
@@ -609,18 +609,18 @@ def write_per_node(params: dict) -> None:
 
         entity_of = {}
         for item in params["entities"]:
-            entity = nodes.Entity.nodes.get_or_none(uid=item["uid"])
+            entity = nodes.EntityNode.nodes.get_or_none(uid=item["uid"])
             if entity is None:
-                entity = nodes.Entity(
+                entity = nodes.EntityNode(
                     uid=item["uid"], owner=owner, name=item["name"], key=item["key"], type=item["type"]
                 ).save()
             recording.entities.connect(entity, {"count": item["count"], "segments": item["segments"]})
             entity_of[item["uid"]] = entity
 
         for item in params["topics"]:
-            topic = nodes.Topic.nodes.get_or_none(uid=item["uid"])
+            topic = nodes.TopicNode.nodes.get_or_none(uid=item["uid"])
             if topic is None:
-                topic = nodes.Topic(uid=item["uid"], owner=owner, name=item["name"]).save()
+                topic = nodes.TopicNode(uid=item["uid"], owner=owner, name=item["name"]).save()
             recording.topics.connect(topic, {"weight": item["weight"]})
 
         linked = sorted(e["uid"] for e in params["entities"][:MAX_LINKED_ENTITIES])

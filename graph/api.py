@@ -1,6 +1,6 @@
 """The knowledge graph in the REST API: search, entities, a recording's graph, neighbourhoods.
 
-Mounted on the API in transcription/api.py (same auth: bearer token or session). Every answer is
+Mounted on the project's API in assistant_site/api.py (same auth: bearer token or session). Every answer is
 the caller's own nodes only; Neo4j being away is a 503 with a reason.
 """
 
@@ -9,7 +9,7 @@ from ninja import Field, Query, Router, Schema
 from ninja.errors import HttpError
 
 from . import queries
-from .writes import GRAPH_UNAVAILABLE
+from .connection import GRAPH_UNAVAILABLE
 
 router = Router(tags=["knowledge graph"])
 
@@ -53,21 +53,17 @@ def _graph(call, *args):
         raise HttpError(400, "The cursor is not one this API gave out.") from None
 
 
-def _owner(request) -> str:
-    return str(request.user.pk)
-
-
 @router.get("/search", response=SearchPage)
 def search(request: HttpRequest, params: Query[SearchParams]):
     """Full-text search over everything said in my recordings and the things mentioned, best first."""
-    page = _graph(queries.search, _owner(request), params.q, params.cursor, params.limit)
+    page = _graph(queries.search, queries.owner_key(request.user), params.q, params.cursor, params.limit)
     return {"segments": page["segments"], "entities": page["entities"], "next_cursor": page["next"]}
 
 
 @router.get("/entities/{uid}")
 def entity(request: HttpRequest, uid: str):
     """An entity: the recordings and segments that mention it, and the entities seen with it."""
-    found = _graph(queries.entity, _owner(request), uid)
+    found = _graph(queries.entity, queries.owner_key(request.user), uid)
     if found is None:
         raise HttpError(404, "Not found.")
     return found
@@ -76,7 +72,7 @@ def entity(request: HttpRequest, uid: str):
 @router.get("/recordings/{recording_id}/graph")
 def recording_graph(request: HttpRequest, recording_id: int):
     """A recording's entities, topics, speakers and the recordings that share them."""
-    found = _graph(queries.recording, _owner(request), recording_id)
+    found = _graph(queries.recording, queries.owner_key(request.user), recording_id)
     if found is None:
         raise HttpError(404, "Not found (or not in the graph yet).")
     return found
@@ -90,7 +86,7 @@ def neighbours(
     """A node and its strongest links: what the graph page draws."""
     if node.partition(":")[0] not in queries.NEIGHBOURS:
         raise HttpError(400, "Unknown node kind.")
-    found = _graph(queries.neighbours, _owner(request), node)
+    found = _graph(queries.neighbours, queries.owner_key(request.user), node)
     if found is None:
         raise HttpError(404, "Not found.")
     return found

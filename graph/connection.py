@@ -2,10 +2,21 @@
 
 import logging
 
+import neo4j.exceptions
 import neomodel
 from django.conf import settings
 
 log = logging.getLogger(__name__)
+
+# What "Neo4j is away" looks like to a caller: pages answer 503, writers retry later. Anything else
+# is a bug and should surface.
+GRAPH_UNAVAILABLE = (
+    neo4j.exceptions.ServiceUnavailable,
+    neo4j.exceptions.SessionExpired,
+    neo4j.exceptions.TransientError,
+    ConnectionError,
+    OSError,
+)
 
 
 def configure() -> None:

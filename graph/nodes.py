@@ -6,6 +6,9 @@ topics) a short hash of the owner and the normalised name, so the graph can alwa
 the database and a URL never carries a name. Every node but User carries `owner` (the user's uid):
 each read is scoped by it, and the full-text indexes include it so a search never leaves the user's
 own nodes.
+
+The classes are named ...Node so that they never shadow the relational models of the same name
+(transcription.models.Recording and Segment); their Neo4j labels are the plain names.
 """
 
 from neomodel import (
@@ -28,14 +31,18 @@ class Weighted(StructuredRel):
     weight = FloatProperty()
 
 
-class User(StructuredNode):
+class UserNode(StructuredNode):
+    __label__ = "User"
+
     uid = StringProperty(unique_index=True, required=True)
     username = StringProperty()
 
-    recordings = RelationshipTo("Recording", "OWNS")
+    recordings = RelationshipTo("RecordingNode", "OWNS")
 
 
-class Recording(StructuredNode):
+class RecordingNode(StructuredNode):
+    __label__ = "Recording"
+
     uid = StringProperty(unique_index=True, required=True)
     owner = StringProperty(index=True)
     title = StringProperty()
@@ -43,13 +50,15 @@ class Recording(StructuredNode):
     language = StringProperty()
     created_at = StringProperty()
 
-    segments = RelationshipTo("Segment", "HAS_SEGMENT")
-    entities = RelationshipTo("Entity", "MENTIONS", model=Mention)
-    speakers = RelationshipTo("Speaker", "HAS_SPEAKER")
-    topics = RelationshipTo("Topic", "ABOUT", model=Weighted)
+    segments = RelationshipTo("SegmentNode", "HAS_SEGMENT")
+    entities = RelationshipTo("EntityNode", "MENTIONS", model=Mention)
+    speakers = RelationshipTo("SpeakerNode", "HAS_SPEAKER")
+    topics = RelationshipTo("TopicNode", "ABOUT", model=Weighted)
 
 
-class Segment(StructuredNode):
+class SegmentNode(StructuredNode):
+    __label__ = "Segment"
+
     uid = StringProperty(unique_index=True, required=True)
     owner = StringProperty(index=True)
     recording = StringProperty()
@@ -58,27 +67,33 @@ class Segment(StructuredNode):
     end = FloatProperty()
     text = StringProperty()
 
-    next = RelationshipTo("Segment", "NEXT")
-    speaker = RelationshipTo("Speaker", "SPOKEN_BY")
+    next = RelationshipTo("SegmentNode", "NEXT")
+    speaker = RelationshipTo("SpeakerNode", "SPOKEN_BY")
 
 
-class Speaker(StructuredNode):
+class SpeakerNode(StructuredNode):
+    __label__ = "Speaker"
+
     uid = StringProperty(unique_index=True, required=True)
     owner = StringProperty(index=True)
     name = StringProperty()
 
 
-class Entity(StructuredNode):
+class EntityNode(StructuredNode):
+    __label__ = "Entity"
+
     uid = StringProperty(unique_index=True, required=True)
     owner = StringProperty(index=True)
     name = StringProperty()
     key = StringProperty()  # the normalised name it is merged on
     type = StringProperty()
 
-    co_occurs = RelationshipTo("Entity", "CO_OCCURS", model=Weighted)
+    co_occurs = RelationshipTo("EntityNode", "CO_OCCURS", model=Weighted)
 
 
-class Topic(StructuredNode):
+class TopicNode(StructuredNode):
+    __label__ = "Topic"
+
     uid = StringProperty(unique_index=True, required=True)
     owner = StringProperty(index=True)
     name = StringProperty()

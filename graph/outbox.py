@@ -6,16 +6,20 @@ write after a delete finds no recording and does nothing). If Neo4j is away they
 periodic task or the next change tries again: nothing is lost, and applying twice is harmless.
 """
 
+from common.queueing import enqueue_on_commit
+
 from . import writes
+from .connection import GRAPH_UNAVAILABLE
 from .models import GraphChange
 
 
 def record(kind: str, recording_id: int, owner_id: int) -> None:
-    """Note a change the graph must follow; applied by a worker after the transaction commits."""
+    """Note a change the graph must follow; applied by a worker after the transaction commits (or,
+    if the broker cannot take the task then, by the periodic sweep)."""
     from .tasks import apply_graph_changes
 
     GraphChange.objects.create(kind=kind, recording_id=recording_id, owner_id=owner_id)
-    apply_graph_changes.delay_on_commit()
+    enqueue_on_commit(apply_graph_changes)
 
 
 def apply(change: GraphChange) -> None:
@@ -34,7 +38,7 @@ def apply_pending(limit: int = 200) -> int:
     for change in sorted(latest.values(), key=lambda c: c.id):
         try:
             apply(change)
-        except writes.GRAPH_UNAVAILABLE as exc:
+        except GRAPH_UNAVAILABLE as exc:
             GraphChange.objects.filter(recording_id=change.recording_id, id__lte=change.id).update(
                 attempts=change.attempts + 1, last_error=str(exc)[:500]
             )

@@ -63,6 +63,11 @@ class SearchQuery:
         return mark_safe("".join(pieces))
 
 
+def owner_key(user) -> str:
+    """What every read is scoped by: the user's id as the graph stores it on its nodes."""
+    return str(user.pk)
+
+
 def encode_cursor(score: float, uid: str, seen: int) -> str:
     return base64.urlsafe_b64encode(orjson.dumps([score, uid, seen])).decode().rstrip("=")
 

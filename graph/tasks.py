@@ -3,7 +3,8 @@
 from celery import shared_task
 from django.core.cache import cache
 
-from . import outbox, writes
+from . import outbox
+from .connection import GRAPH_UNAVAILABLE
 
 
 # Waits out a Neo4j outage with exponential backoff and jitter, up to 10 minutes apart; if even that
@@ -11,7 +12,7 @@ from . import outbox, writes
 # applies them.
 @shared_task(
     bind=True,
-    autoretry_for=writes.GRAPH_UNAVAILABLE,
+    autoretry_for=GRAPH_UNAVAILABLE,
     retry_backoff=5,
     retry_backoff_max=600,
     retry_jitter=True,

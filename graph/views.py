@@ -14,7 +14,7 @@ from django.views.decorators.http import require_GET
 from transcription.models import Recording
 
 from . import queries
-from .writes import GRAPH_UNAVAILABLE
+from .connection import GRAPH_UNAVAILABLE
 
 
 def graph_view(view):
@@ -32,15 +32,11 @@ def graph_view(view):
     return wrapper
 
 
-def owner(request) -> str:
-    return str(request.user.pk)
-
-
 @graph_view
 def search(request):
     text = request.GET.get("q", "").strip()
     try:
-        page = queries.search(owner(request), text, request.GET.get("cursor") or None)
+        page = queries.search(queries.owner_key(request.user), text, request.GET.get("cursor") or None)
     except queries.BadCursor:
         return HttpResponseBadRequest("Invalid cursor.")
     return render(request, "graph/search.html", {"q": text, "page": page, "first_page": not request.GET.get("cursor")})
@@ -48,7 +44,7 @@ def search(request):
 
 @graph_view
 def entity(request, uid: str):
-    found = queries.entity(owner(request), uid)
+    found = queries.entity(queries.owner_key(request.user), uid)
     if found is None:
         raise Http404("No such entity.")
     return render(request, "graph/entity.html", found)
@@ -58,7 +54,7 @@ def entity(request, uid: str):
 def recording_fragment(request, pk: int):
     """A recording's entities, topics, speakers and related recordings; fetched by its page."""
     get_object_or_404(Recording.objects.owned_by(request.user), pk=pk)
-    found = queries.recording(owner(request), pk)
+    found = queries.recording(queries.owner_key(request.user), pk)
     return render(request, "graph/_recording.html", {"graph": found, "pk": pk})
 
 
@@ -67,7 +63,7 @@ def explore(request):
     node = request.GET.get("node", "")
     if node.partition(":")[0] not in queries.NEIGHBOURS:
         return HttpResponseBadRequest("Unknown node.")
-    start = queries.neighbours(owner(request), node)
+    start = queries.neighbours(queries.owner_key(request.user), node)
     if start is None:
         raise Http404("No such node.")
     return render(request, "graph/explore.html", {"node": node, "label": start["nodes"][0]["label"]})
@@ -81,7 +77,7 @@ def neighbours(request):
     if node.partition(":")[0] not in queries.NEIGHBOURS:
         return JsonResponse({"error": "unknown node kind"}, status=400)
     try:
-        found = queries.neighbours(owner(request), node)
+        found = queries.neighbours(queries.owner_key(request.user), node)
     except GRAPH_UNAVAILABLE:
         return JsonResponse({"error": "the graph database is unavailable"}, status=503)
     if found is None:

@@ -9,22 +9,12 @@ recording twice changes nothing. The number of queries does not grow with the tr
 import hashlib
 from itertools import combinations
 
-import neo4j.exceptions
 from django.utils import timezone
 from neomodel import db
 
 from transcription.models import Recording
 
 from . import cache, extraction
-
-# What "Neo4j is away" looks like to a writer; anything else is a bug and should surface.
-GRAPH_UNAVAILABLE = (
-    neo4j.exceptions.ServiceUnavailable,
-    neo4j.exceptions.SessionExpired,
-    neo4j.exceptions.TransientError,
-    ConnectionError,
-    OSError,
-)
 
 # Entities per recording that get CO_OCCURS pairs: bounds the pairs at 435 per recording.
 MAX_LINKED_ENTITIES = 30

@@ -8,14 +8,14 @@ from django.core.files.base import ContentFile
 from django.core.management import call_command
 from neomodel import db
 
+from actions import recordings
+from actions.recordings import delete_recording
 from graph import nodes as g
 from graph import outbox, writes
-from graph.connection import configure
+from graph.connection import GRAPH_UNAVAILABLE, configure
 from graph.models import GraphChange
 from tests.factories import make_transcribed
-from transcription import jobs
 from transcription.models import Recording
-from transcription.uploads import delete_recording
 
 
 @pytest.fixture
@@ -23,7 +23,7 @@ def transcribed(alice, speech):
     path, _ = speech
     recording = Recording(owner=alice, title="Fox report", size_bytes=1)
     recording.audio.save("fox.wav", ContentFile(Path(path).read_bytes()), save=True)
-    assert jobs.run(recording.id)
+    assert recordings.transcribe(recording.id)
     recording.refresh_from_db()
     return recording
 
@@ -42,7 +42,7 @@ def graph_shape() -> dict:
 def test_it_writes_owner_recording_and_ordered_segments(transcribed, alice):
     writes.write_recording(transcribed.id)
 
-    user = g.User.nodes.get(uid=str(alice.id))
+    user = g.UserNode.nodes.get(uid=str(alice.id))
     assert user.username == "alice"
     node = user.recordings.get(uid=str(transcribed.id))
     assert node.title == "Fox report" and node.duration == pytest.approx(transcribed.duration)
@@ -75,19 +75,19 @@ def test_entities_topics_speakers_and_co_occurrence(alice):
     writes.write_recording(first.id)
     writes.write_recording(second.id)
 
-    john = g.Entity.nodes.get(name="John Smith")
-    stella = g.Entity.nodes.get(name="Stella")
+    john = g.EntityNode.nodes.get(name="John Smith")
+    stella = g.EntityNode.nodes.get(name="Stella")
     assert john.owner == str(alice.id)
-    mention = g.Recording.nodes.get(uid=str(first.id)).entities.relationship(john)
+    mention = g.RecordingNode.nodes.get(uid=str(first.id)).entities.relationship(john)
     assert mention.count == 2 and mention.segments == [0, 1]
     # Two recordings mention both: weight 2; Paris only in the first: weight 1.
     assert one("MATCH (:Entity {name: 'John Smith'})-[c:CO_OCCURS]-(:Entity {name: 'Stella'}) RETURN c.weight") == 2
     assert one("MATCH (:Entity {name: 'Paris'})-[c:CO_OCCURS]-(:Entity {name: 'Stella'}) RETURN c.weight") == 1
     assert one("MATCH ()-[c:CO_OCCURS]->() WHERE c.weight < 1 RETURN count(c)") == 0
-    speakers = {p.name for p in g.Speaker.nodes.all()}
+    speakers = {p.name for p in g.SpeakerNode.nodes.all()}
     assert speakers == {"Ann", "Bo"}
     assert one("MATCH (s:Segment)-[:SPOKEN_BY]->(:Speaker {name: 'Bo'}) RETURN s.uid") == f"{first.id}:1"
-    assert {t.name for t in g.Recording.nodes.get(uid=str(second.id)).topics.all()} & {"boston budget", "budget"}
+    assert {t.name for t in g.RecordingNode.nodes.get(uid=str(second.id)).topics.all()} & {"boston budget", "budget"}
     assert stella.key == "stella"
 
 
@@ -110,7 +110,7 @@ def test_a_rewrite_replaces_what_the_recording_said(alice):
     writes.write_recording(other.id)
     recording.transcript.segments.update(text="Nobody went to Berlin with Stella.")
     writes.write_recording(recording.id)
-    names = {e.name for e in g.Entity.nodes.all()}
+    names = {e.name for e in g.EntityNode.nodes.all()}
     assert "Berlin" in names and "John Smith" not in names and "Boston" not in names  # orphans gone
     assert one("MATCH (:Entity {name: 'Berlin'})-[c:CO_OCCURS]-(:Entity {name: 'Stella'}) RETURN c.weight") == 1
 
@@ -119,7 +119,7 @@ def test_a_shorter_retranscription_drops_the_extra_segments(transcribed):
     writes.write_recording(transcribed.id)
     transcribed.transcript.segments.exclude(index=0).delete()
     writes.write_recording(transcribed.id)
-    assert len(g.Recording.nodes.get(uid=str(transcribed.id)).segments.all()) == 1
+    assert len(g.RecordingNode.nodes.get(uid=str(transcribed.id)).segments.all()) == 1
 
 
 def test_the_number_of_queries_does_not_grow_with_the_transcript(alice, monkeypatch):
@@ -148,10 +148,10 @@ def test_deleting_a_recording_takes_its_share_of_the_graph(alice):
     writes.write_recording(keep.id)
     writes.write_recording(gone.id)
     writes.delete_recording(gone.id, str(alice.id))
-    names = {e.name for e in g.Entity.nodes.all()}
+    names = {e.name for e in g.EntityNode.nodes.all()}
     assert "Oslo" not in names and {"Stella", "John Smith", "Boston"} <= names
     assert one("MATCH (:Entity {name: 'John Smith'})-[c:CO_OCCURS]-(:Entity {name: 'Stella'}) RETURN c.weight") == 1
-    assert not g.Segment.nodes.filter(uid__startswith=f"{gone.id}:")
+    assert not g.SegmentNode.nodes.filter(uid__startswith=f"{gone.id}:")
     writes.delete_recording(gone.id, str(alice.id))  # again: a no-op, not an error
 
 
@@ -175,17 +175,17 @@ def test_the_outbox_keeps_a_change_until_neo4j_takes_it(alice, settings, django_
     settings.NEO4J_BOLT_URL = "bolt://neo4j:neo4j@127.0.0.1:1"  # nothing listens there
     configure()
     try:
-        with pytest.raises(writes.GRAPH_UNAVAILABLE):
+        with pytest.raises(GRAPH_UNAVAILABLE):
             outbox.apply_pending()
     finally:
         settings.NEO4J_BOLT_URL = real_url
         configure()
     change = GraphChange.objects.get()
     assert change.attempts == 1 and change.last_error
-    assert g.Recording.nodes.get_or_none(uid=str(recording.id)) is None
+    assert g.RecordingNode.nodes.get_or_none(uid=str(recording.id)) is None
 
     assert outbox.apply_pending() == 1
-    assert g.Recording.nodes.get(uid=str(recording.id)).title == "outage"
+    assert g.RecordingNode.nodes.get(uid=str(recording.id)).title == "outage"
     assert not GraphChange.objects.exists()
 
 
@@ -197,8 +197,8 @@ def test_the_outbox_applies_only_the_latest_change_per_recording(alice, django_c
         delete_recording(recording)  # records the delete in its own transaction
     assert GraphChange.objects.count() == 2
     assert outbox.apply_pending() == 1
-    assert g.Recording.nodes.get_or_none(uid=str(recording.id)) is None
-    assert not g.Entity.nodes.filter(name="Rome")
+    assert g.RecordingNode.nodes.get_or_none(uid=str(recording.id)) is None
+    assert not g.EntityNode.nodes.filter(name="Rome")
 
 
 def test_rebuild_restores_a_users_graph_from_the_database(alice, bob):

@@ -6,9 +6,9 @@ import pytest
 from django.core.files.base import ContentFile
 from neomodel import db
 
+from actions import recordings
 from graph import cache, queries, writes
 from tests.factories import make_transcribed
-from transcription import jobs
 from transcription.models import Recording
 
 
@@ -45,7 +45,7 @@ def test_search_finds_words_spoken_in_a_real_clip(alice, speech):
     path, _ = speech
     recording = Recording(owner=alice, title="Fox report", size_bytes=1)
     recording.audio.save("fox.wav", ContentFile(Path(path).read_bytes()), save=True)
-    assert jobs.run(recording.id)
+    assert recordings.transcribe(recording.id)
     writes.write_recording(recording.id)
 
     page = queries.search(owner(alice), "lazy dog")

@@ -110,7 +110,7 @@ async def test_speech_streamed_in_real_time_comes_back_as_partial_then_final_tex
         if recording.graph_synced_at:
             break
         await asyncio.sleep(0.1)
-    node = await database_sync_to_async(g.Recording.nodes.get_or_none)(uid=str(recording.id))
+    node = await database_sync_to_async(g.RecordingNode.nodes.get_or_none)(uid=str(recording.id))
     assert node is not None and node.title.startswith("Live")
 
 

@@ -9,8 +9,8 @@ from channels.testing import WebsocketCommunicator
 from django.core.files.base import ContentFile
 from django.test import Client
 
+from actions import recordings
 from assistant_site.asgi import application
-from transcription import jobs
 from transcription.models import Recording
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -44,7 +44,7 @@ async def test_the_owner_sees_the_job_move_from_queued_to_done(alice, queued):
     snapshot = await ws.receive_json_from(timeout=5)
     assert snapshot["status"] == "queued" and snapshot["progress"] == 0
 
-    job = asyncio.create_task(database_sync_to_async(jobs.run)(queued.id))
+    job = asyncio.create_task(database_sync_to_async(recordings.transcribe)(queued.id))
     messages = []
     while not messages or messages[-1]["status"] not in ("done", "failed"):
         messages.append(await ws.receive_json_from(timeout=60))
@@ -84,7 +84,7 @@ async def test_what_the_page_sends_is_ignored_not_fatal(alice, queued):
     await ws.send_to(text_data="{not json")
     await ws.send_to(bytes_data=b"\x00\x01")
     # Still open and still pushing.
-    job = asyncio.create_task(database_sync_to_async(jobs.run)(queued.id))
+    job = asyncio.create_task(database_sync_to_async(recordings.transcribe)(queued.id))
     assert (await ws.receive_json_from(timeout=30))["status"] == "processing"
     await job
     await ws.disconnect()

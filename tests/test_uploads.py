@@ -6,7 +6,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from transcription import jobs
+from actions import recordings
 from transcription.models import Recording
 
 
@@ -88,7 +88,7 @@ def test_a_non_audio_file_ends_as_failed_with_a_reason(logged_in_alice, alice, s
     good = _queued(alice, "good.wav", Path(path).read_bytes())
     notes = _queued(alice, "notes.txt", b"Minutes of the meeting\n" * 100)
 
-    assert jobs.run(notes.id) is False
+    assert recordings.transcribe(notes.id) is False
     notes.refresh_from_db()
     assert notes.status == Recording.Status.FAILED
     assert "not an audio or video file" in notes.error
@@ -97,7 +97,7 @@ def test_a_non_audio_file_ends_as_failed_with_a_reason(logged_in_alice, alice, s
     assert "not an audio or video file" in page and "Failed" in page
 
     # The bad file took nothing down with it: the next job runs as usual.
-    assert jobs.run(good.id) is True
+    assert recordings.transcribe(good.id) is True
     good.refresh_from_db()
     assert good.status == Recording.Status.DONE and "fox" in good.transcript.text.lower()
 
@@ -105,7 +105,7 @@ def test_a_non_audio_file_ends_as_failed_with_a_reason(logged_in_alice, alice, s
 def test_a_corrupt_audio_file_ends_as_failed(alice, speech):
     path, _ = speech
     corrupt = _queued(alice, "corrupt.mp3", b"ID3" + bytes(range(256)) * 40)
-    assert jobs.run(corrupt.id) is False
+    assert recordings.transcribe(corrupt.id) is False
     corrupt.refresh_from_db()
     assert corrupt.status == Recording.Status.FAILED
     assert corrupt.error and "Traceback" not in corrupt.error
@@ -114,8 +114,8 @@ def test_a_corrupt_audio_file_ends_as_failed(alice, speech):
 def test_a_job_runs_once_even_if_delivered_twice(alice, speech):
     path, _ = speech
     recording = _queued(alice, "twice.wav", Path(path).read_bytes())
-    assert jobs.run(recording.id) is True
-    assert jobs.run(recording.id) is False  # a redelivery finds it done and leaves it alone
+    assert recordings.transcribe(recording.id) is True
+    assert recordings.transcribe(recording.id) is False  # a redelivery finds it done and leaves it alone
     recording.refresh_from_db()
     assert recording.transcript.segments.count() >= 1
 
@@ -123,7 +123,7 @@ def test_a_job_runs_once_even_if_delivered_twice(alice, speech):
 def test_stored_segments_are_timed_and_in_order(alice, speech):
     path, _ = speech
     recording = _queued(alice, "order.wav", Path(path).read_bytes())
-    jobs.run(recording.id)
+    recordings.transcribe(recording.id)
     recording.refresh_from_db()
     segments = list(recording.transcript.segments.all())
     assert [s.index for s in segments] == list(range(len(segments)))

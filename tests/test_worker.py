@@ -11,12 +11,12 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
 
+from actions.tasks import transcribe_recording
 from graph import nodes as g
 from graph.connection import configure
 from graph.models import GraphChange
 from tests.test_progress_socket import communicator, session_cookie
 from transcription.models import Recording
-from transcription.tasks import transcribe_recording
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -58,8 +58,8 @@ async def test_an_upload_is_transcribed_by_the_worker(celery_worker_process, ali
             break
         await asyncio.sleep(0.1)
         await recording.arefresh_from_db(fields=["graph_synced_at"])
-    node = await database_sync_to_async(g.Recording.nodes.get)(uid=str(recording.id))
-    owners = await database_sync_to_async(lambda: g.User.nodes.filter(uid=str(alice.id)).all())()
+    node = await database_sync_to_async(g.RecordingNode.nodes.get)(uid=str(recording.id))
+    owners = await database_sync_to_async(lambda: g.UserNode.nodes.filter(uid=str(alice.id)).all())()
     assert node.title == "fox" and owners
 
 
@@ -111,7 +111,7 @@ def test_neo4j_down_keeps_the_transcript_and_fills_the_graph_in_later(celery_wor
         configure()
 
     wait_for(lambda: Recording.objects.get(pk=recording.pk).graph_synced_at, 30)
-    assert g.Recording.nodes.get(uid=str(recording.id)).title == "outage"
+    assert g.RecordingNode.nodes.get(uid=str(recording.id)).title == "outage"
     assert not GraphChange.objects.exists()
 
 
@@ -124,15 +124,15 @@ def test_deleting_through_the_api_removes_row_file_and_graph_nodes(celery_worker
     recording.audio.save("del.wav", ContentFile(Path(path).read_bytes()), save=True)
     assert transcribe_recording(recording.id) is True  # transcribed here, graph written by the worker
     audio_path = Path(recording.audio.path)
-    wait_for(lambda: g.Recording.nodes.get_or_none(uid=str(recording.id)) is not None)
+    wait_for(lambda: g.RecordingNode.nodes.get_or_none(uid=str(recording.id)) is not None)
 
     key = ApiToken.issue(alice, "t")[1]
     response = Client(headers={"Authorization": f"Bearer {key}"}).delete(f"/api/recordings/{recording.id}")
     assert response.status_code == 204
     assert not Recording.objects.filter(pk=recording.id).exists() and not audio_path.exists()
     # The worker removes the graph nodes (recording and segments); the user node stays.
-    wait_for(lambda: g.Recording.nodes.get_or_none(uid=str(recording.id)) is None)
+    wait_for(lambda: g.RecordingNode.nodes.get_or_none(uid=str(recording.id)) is None)
     assert not GraphChange.objects.exists()
-    assert not g.Segment.nodes.filter(uid__startswith=f"{recording.id}:")
-    assert g.User.nodes.get_or_none(uid=str(alice.id)) is not None
+    assert not g.SegmentNode.nodes.filter(uid__startswith=f"{recording.id}:")
+    assert g.UserNode.nodes.get_or_none(uid=str(alice.id)) is not None
     graph_writes.delete_recording(recording.id)  # again: a no-op, not an error

@@ -5,8 +5,9 @@ import time
 
 import pytest
 
+from actions import workflow_runs
 from tests.factories import make_transcribed
-from workflows import engine, runs
+from workflows import engine
 from workflows.builtin import ASK, SUMMARY
 from workflows.llm import LLM
 from workflows.models import NodeRun, Workflow, WorkflowRun
@@ -77,7 +78,7 @@ async def test_the_builtin_workflow_summarises_and_fills_the_graph(llm_server, a
     recording = await make_transcribed_async(alice, "planning", MEETING)
     workflow = await Workflow.objects.aget(owner__isnull=True, key=SUMMARY)
     run = await WorkflowRun.objects.acreate(workflow=workflow, owner=alice, recording=recording)
-    run = await runs.execute(run.id)
+    run = await workflow_runs.execute(run.id)
     assert run.status == "done", run.error
     outputs = run.outputs
     assert outputs["summary"] and outputs["summary_method"] in ("llm", "extractive")
@@ -113,7 +114,7 @@ async def test_asking_about_my_recordings_answers_from_the_matching_segments(llm
     run = await WorkflowRun.objects.acreate(
         workflow=workflow, owner=alice, inputs={"question": "Who will call the printing company?"}
     )
-    run = await runs.execute(run.id)
+    run = await workflow_runs.execute(run.id)
     assert run.status == "done", run.error
     used = run.outputs["segments"]
     assert used and used[0]["text"] == MEETING[3]  # the segment that says it, first

@@ -10,12 +10,12 @@ from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
+from actions import recordings, workflow_runs
 from assistant_site.asgi import application
 from tests.factories import make_transcribed
 from tests.test_progress_socket import session_cookie
-from transcription import jobs
 from transcription.models import Recording
-from workflows import builtin, runs
+from workflows import builtin
 from workflows.models import Workflow, WorkflowRun
 
 UNSUPPORTED = b"""version: 4
@@ -97,10 +97,10 @@ def test_a_transcription_runs_the_builtin_workflow_and_the_page_shows_its_summar
     recording = Recording(owner=alice, title="Fox report", size_bytes=1)
     recording.audio.save("fox.wav", ContentFile(Path(path).read_bytes()), save=True)
     with django_capture_on_commit_callbacks(execute=False):
-        assert jobs.run(recording.id)
+        assert recordings.transcribe(recording.id)
     run = WorkflowRun.objects.get(recording=recording)
     assert run.workflow.key == builtin.SUMMARY and run.status == "queued"
-    run = asyncio.run(runs.execute(run.id))
+    run = asyncio.run(workflow_runs.execute(run.id))
     assert run.status == "done", run.error
     client.force_login(alice)
     page = client.get(reverse("recording-detail", args=[recording.pk])).content.decode()
@@ -117,7 +117,7 @@ async def test_the_run_page_receives_tokens_as_the_answer_is_written(celery_work
 
     await database_sync_to_async(writes.write_recording)(recording.id)
     workflow = await Workflow.objects.aget(key=builtin.ASK, owner__isnull=True)
-    run = await database_sync_to_async(runs.start)(
+    run = await database_sync_to_async(workflow_runs.start_run)(
         workflow, alice, None, {"question": "Who will call the printing company?"}
     )
 

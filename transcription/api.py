@@ -1,7 +1,8 @@
-"""The REST API (django-ninja): recordings and transcripts for programs, with per-user tokens.
+"""The REST API's recordings and transcripts (django-ninja), mounted on the project's API in
+assistant_site/api.py with the other apps' routers.
 
-Authentication: `Authorization: Bearer <token>` (tokens are made on the profile page) or the
-browser's session. Every query is scoped to the caller: another user's recording is a 404.
+Authentication is the API's (a bearer token or the browser's session). Every query is scoped to the
+caller: another user's recording is a 404.
 """
 
 import base64
@@ -9,48 +10,21 @@ from datetime import datetime
 
 import orjson
 from django.conf import settings
-from django.contrib.auth.decorators import login_required
 from django.db.models import Q
 from django.http import HttpRequest
 from django.shortcuts import get_object_or_404
-from ninja import Field, File, Form, NinjaAPI, Query, Schema
+from ninja import Field, File, Form, Query, Router, Schema
 from ninja.errors import HttpError
 from ninja.files import UploadedFile
-from ninja.renderers import BaseRenderer
 from ninja.responses import Status
-from ninja.security import HttpBearer, django_auth
 
-from accounts.tokens import user_for_key
+from actions.recordings import accept_upload, delete_recording
 
 from . import exports
-from .forms import UploadForm, too_large_message
+from .forms import UploadForm, declared_length, too_large_message
 from .models import Recording
-from .uploads import accept_upload, declared_length, delete_recording
 
-
-class ORJSONRenderer(BaseRenderer):
-    media_type = "application/json"
-
-    def render(self, request, data, *, response_status):
-        return orjson.dumps(data)
-
-
-class ApiKey(HttpBearer):
-    def authenticate(self, request, token):
-        user = user_for_key(token)
-        if user is not None:
-            request.user = user
-        return user
-
-
-api = NinjaAPI(
-    title="Whisper Assistant API",
-    version="1",
-    renderer=ORJSONRenderer(),
-    auth=[ApiKey(), django_auth],
-    urls_namespace="api",
-    docs_decorator=login_required,  # the schema and docs page are for signed-in users too
-)
+router = Router(tags=["recordings"])
 
 
 # --- Schemas ----------------------------------------------------------------------------------
@@ -158,7 +132,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
 # --- Endpoints ----------------------------------------------------------------------------------
 
 
-@api.get("/recordings", response=RecordingPage, tags=["recordings"])
+@router.get("/recordings", response=RecordingPage)
 def list_recordings(request: HttpRequest, filters: Query[RecordingFilters]):
     """My recordings, newest first; follow `next_cursor` for the next page."""
     recordings = Recording.objects.owned_by(request.user).newest_first()
@@ -179,7 +153,7 @@ def list_recordings(request: HttpRequest, filters: Query[RecordingFilters]):
     return {"results": page, "next_cursor": encode_cursor(page[-1]) if more else None}
 
 
-@api.post("/recordings", response={202: RecordingOut, 400: Error, 413: Error}, tags=["recordings"])
+@router.post("/recordings", response={202: RecordingOut, 400: Error, 413: Error})
 def create_recording(
     request: HttpRequest,
     file: File[UploadedFile],
@@ -215,7 +189,7 @@ def _owned(request, recording_id: int) -> Recording:
     return get_object_or_404(Recording.objects.owned_by(request.user), pk=recording_id)
 
 
-@api.get("/recordings/{recording_id}", response=RecordingDetailOut, tags=["recordings"])
+@router.get("/recordings/{recording_id}", response=RecordingDetailOut)
 def get_recording(request: HttpRequest, recording_id: int):
     """One recording with its transcript, segments and (when asked for at upload) words."""
     recording = get_object_or_404(
@@ -224,26 +198,18 @@ def get_recording(request: HttpRequest, recording_id: int):
     not_modified = exports.not_modified(request, recording)
     if not_modified:
         return not_modified
-    response = api.create_response(request, RecordingDetailOut.from_orm(recording).model_dump(), status=200)
+    response = router.api.create_response(request, RecordingDetailOut.from_orm(recording).model_dump(), status=200)
     return exports.with_validators(response, recording)
 
 
-@api.get(
-    "/recordings/{recording_id}/transcript.{fmt}", tags=["recordings"], response={200: None, 404: Error, 409: Error}
-)
+@router.get("/recordings/{recording_id}/transcript.{fmt}", response={200: None, 404: Error, 409: Error})
 def export_transcript(request: HttpRequest, recording_id: int, fmt: str):
     """The transcript as txt, srt, vtt or json."""
     return exports.export_response(request, _owned(request, recording_id), fmt)
 
 
-@api.delete("/recordings/{recording_id}", response={204: None}, tags=["recordings"])
+@router.delete("/recordings/{recording_id}", response={204: None})
 def remove_recording(request: HttpRequest, recording_id: int):
     """Delete a recording, its audio file, its transcript and its part of the knowledge graph."""
     delete_recording(_owned(request, recording_id))
     return Status(204, None)
-
-
-# The knowledge graph's endpoints (search, entities, neighbourhoods) live with the graph app.
-from graph.api import router as graph_router  # noqa: E402 - after `api` exists
-
-api.add_router("", graph_router)

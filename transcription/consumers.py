@@ -3,24 +3,23 @@ live transcription (audio in, text out)."""
 
 import orjson
 from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.urls import reverse
+
+from actions.recordings import save_live_session
+from common.sockets import (
+    CLOSE_BAD_FRAME,
+    CLOSE_FRAME_TOO_LARGE,
+    CLOSE_NOT_FOUND,
+    CLOSE_NOT_STARTED,
+    CLOSE_TOO_MANY_STREAMS,
+    CLOSE_UNAUTHENTICATED,
+    JsonConsumer,
+)
 
 from . import engine, live
 from .models import Recording
 from .progress import recording_group
-
-# Close codes in the 4000-4999 range reserved for applications.
-CLOSE_UNAUTHENTICATED = 4401
-CLOSE_NOT_FOUND = 4404
-
-
-class JsonConsumer(AsyncWebsocketConsumer):
-    """Server messages are JSON text frames, serialised with orjson."""
-
-    async def send_json(self, content: dict) -> None:
-        await self.send(text_data=orjson.dumps(content).decode())
 
 
 class RecordingProgressConsumer(JsonConsumer):
@@ -56,13 +55,6 @@ class RecordingProgressConsumer(JsonConsumer):
     @database_sync_to_async
     def _owned_recording(self, user, pk):
         return Recording.objects.owned_by(user).filter(pk=pk).first()
-
-
-# Live transcription close codes (protocol in README): the stream cannot go on after these.
-CLOSE_BAD_FRAME = 4400  # PCM16 frames must have an even number of bytes
-CLOSE_NOT_STARTED = 4409  # audio before the start message
-CLOSE_TOO_MANY_STREAMS = 4429
-CLOSE_FRAME_TOO_LARGE = 1009  # RFC 6455 "message too big"
 
 
 class LiveTranscriptionConsumer(JsonConsumer):
@@ -128,7 +120,7 @@ class LiveTranscriptionConsumer(JsonConsumer):
             try:
                 if policy not in live.POLICIES:
                     raise engine.OptionError("policy", f"Unknown policy {policy!r}.")
-                session = live.LiveSession.start(self.user.id, options, policy)
+                session = live.LiveSession.start(self.user.id, options, policy, save=save_live_session)
             except engine.OptionError as exc:
                 await self._error("bad_option", str(exc))
                 return

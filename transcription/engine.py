@@ -53,9 +53,10 @@ class SegmentResult:
     start: float
     end: float
     text: str
-    avg_logprob: float
-    no_speech_prob: float
-    compression_ratio: float = 0.0
+    # Whisper's own confidence figures; None where there are none (a live session's segments).
+    avg_logprob: float | None = None
+    no_speech_prob: float | None = None
+    compression_ratio: float | None = None
     words: tuple[WordResult, ...] | None = None
 
 
@@ -120,7 +121,7 @@ class TranscriptionResult:
     compute_type: str
     pipeline: str
     language: str
-    language_probability: float
+    language_probability: float | None
     duration: float
     processing_seconds: float
     segments: list[SegmentResult] = field(default_factory=list)

@@ -6,6 +6,14 @@ from django.conf import settings
 from . import engine
 
 
+def declared_length(request) -> int:
+    """The request's Content-Length, so an oversized body is refused before it is parsed."""
+    try:
+        return int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return 0  # malformed: the multipart parser refuses the body later
+
+
 class UploadForm(forms.Form):
     audio = forms.FileField(label="Audio or video file")
     title = forms.CharField(max_length=255, required=False)

@@ -1,4 +1,6 @@
-"""The transcription job: claim a queued recording, decode, transcribe, store, report.
+"""The transcription job's steps: claim a queued recording, decode and transcribe it, save the
+transcript, or fail it with a reason. The actions layer (actions/recordings.py) strings them together
+and adds what follows a stored transcript.
 
 State changes are conditional updates, so two workers handed the same job (a broker
 redelivery) can never both process it.
@@ -8,12 +10,8 @@ import logging
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
-
-from graph import outbox as graph_outbox
-from graph.models import GraphChange
 
 from . import engine
 from .models import Recording, Segment, Transcript
@@ -44,74 +42,61 @@ def fail(recording: Recording, reason: str) -> None:
     publish(recording)
 
 
-def store_result(recording: Recording, result: engine.TranscriptionResult) -> bool:
-    """Save the transcript and its segments and mark the recording done, all or nothing."""
-    with transaction.atomic():
-        finished = Recording.objects.filter(pk=recording.pk, status=Recording.Status.PROCESSING).update(
-            status=Recording.Status.DONE, progress=1.0, finished_at=timezone.now()
-        )
-        if not finished:
-            return False  # someone else finished or failed it meanwhile
-        Transcript.objects.filter(recording=recording).delete()
-        transcript = Transcript.objects.create(
-            recording=recording,
-            text=result.text,
-            language=result.language,
-            language_probability=result.language_probability,
-            model_name=result.model_name,
-            compute_type=result.compute_type,
-            pipeline=result.pipeline,
-            processing_seconds=result.processing_seconds,
-        )
-        Segment.objects.bulk_create(
-            Segment(
-                transcript=transcript,
-                index=s.index,
-                start=s.start,
-                end=s.end,
-                text=s.text,
-                avg_logprob=s.avg_logprob,
-                no_speech_prob=s.no_speech_prob,
-                compression_ratio=s.compression_ratio,
-                words=[[w.start, w.end, w.word, w.probability] for w in s.words] if s.words else None,
-            )
-            for s in result.segments
-        )
-        # The graph follows in its own time: a Neo4j outage must never cost a transcript.
-        graph_outbox.record(GraphChange.Kind.WRITE, recording.pk, recording.owner_id)
-        if settings.WORKFLOWS_AUTO_RUN:
-            from workflows import builtin, runs
-
-            runs.start_builtin(builtin.SUMMARY, recording)
-    return True
-
-
-def run(recording_id: int) -> bool:
-    """Transcribe one recording. True when a transcript was stored."""
-    recording = claim(recording_id)
-    if recording is None:
-        log.info("recording %s is not waiting for transcription; skipped", recording_id)
-        return False
+def transcribe_claimed(recording: Recording) -> engine.TranscriptionResult | None:
+    """Decode and transcribe a claimed recording, reporting progress. None when it failed: the
+    recording is then FAILED with a reason the user can read."""
     publish(recording)
     try:
         audio = engine.decode_audio(recording.audio.path)
     except (engine.AudioDecodeError, FileNotFoundError) as exc:
         reason = str(exc) if isinstance(exc, engine.AudioDecodeError) else "The uploaded file is missing."
         fail(recording, reason)
-        return False
+        return None
     recording.duration = round(len(audio) / engine.SAMPLE_RATE, 3)
     Recording.objects.filter(pk=recording.pk).update(duration=recording.duration)
     try:
         options = engine.Options.from_dict(recording.options)
-        result = engine.transcribe(audio, options, on_progress=ProgressReporter(recording))
+        return engine.transcribe(audio, options, on_progress=ProgressReporter(recording))
     except engine.OptionError as exc:
         fail(recording, str(exc))  # e.g. a model removed from the settings since the upload
-        return False
     except Exception:
-        log.exception("transcription of recording %s failed", recording_id)
+        log.exception("transcription of recording %s failed", recording.pk)
         fail(recording, INTERNAL_ERROR)
+    return None
+
+
+def save_transcript(recording: Recording, result: engine.TranscriptionResult) -> bool:
+    """Replace the recording's transcript and segments with `result` and mark it DONE, in the caller's
+    transaction. False (nothing written) if the recording is no longer PROCESSING: someone else
+    finished or failed it meanwhile."""
+    finished = Recording.objects.filter(pk=recording.pk, status=Recording.Status.PROCESSING).update(
+        status=Recording.Status.DONE, progress=1.0, finished_at=timezone.now()
+    )
+    if not finished:
         return False
-    stored = store_result(recording, result)
-    recording.refresh_from_db()
-    publish(recording)
-    return stored
+    Transcript.objects.filter(recording=recording).delete()
+    transcript = Transcript.objects.create(
+        recording=recording,
+        text=result.text,
+        language=result.language,
+        language_probability=result.language_probability,
+        model_name=result.model_name,
+        compute_type=result.compute_type,
+        pipeline=result.pipeline,
+        processing_seconds=result.processing_seconds,
+    )
+    Segment.objects.bulk_create(
+        Segment(
+            transcript=transcript,
+            index=s.index,
+            start=s.start,
+            end=s.end,
+            text=s.text,
+            avg_logprob=s.avg_logprob,
+            no_speech_prob=s.no_speech_prob,
+            compression_ratio=s.compression_ratio,
+            words=[[w.start, w.end, w.word, w.probability] for w in s.words] if s.words else None,
+        )
+        for s in result.segments
+    )
+    return True

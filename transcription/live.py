@@ -4,6 +4,10 @@ A session outlives its socket for LIVE_RESUME_SECONDS, so a client whose connect
 reconnect and carry on. Inference runs on a shared thread pool (one worker per core, one model
 shared by all streams), never on the event loop. The registry is per process: a deployment with
 several Daphne processes needs sticky WebSocket routing for resuming to find its session.
+
+Saving a finished session is not this module's business: whoever starts a session hands it the
+function that saves it (the actions layer's `save_live_session`), so it is stored exactly like an
+upload's transcript, follow-up work included.
 """
 
 import asyncio
@@ -18,15 +22,9 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.core.files.base import ContentFile
-from django.db import transaction
-from django.utils import timezone
-
-from graph import outbox as graph_outbox
-from graph.models import GraphChange
 
 from . import engine
-from .models import Recording, Segment, Transcript
+from .models import Recording
 from .streaming import SAMPLE_RATE, LocalAgreement, NaiveWindow, Word, text_of
 
 log = logging.getLogger(__name__)
@@ -39,6 +37,8 @@ _pool: ThreadPoolExecutor | None = None
 _sessions: dict[str, "LiveSession"] = {}
 
 Send = Callable[[dict], Awaitable[None]]
+# Stores a stopped session (its audio and transcript) as a recording; runs in a thread.
+Save = Callable[["LiveSession"], Recording]
 
 
 def inference_pool() -> ThreadPoolExecutor:
@@ -57,9 +57,10 @@ def open_streams(user_id: int) -> int:
 
 
 class LiveSession:
-    def __init__(self, user_id: int, options: engine.Options, policy: str = "local-agreement"):
+    def __init__(self, user_id: int, options: engine.Options, save: Save, policy: str = "local-agreement"):
         self.id = uuid.uuid4().hex
         self.user_id = user_id
+        self.save = save
         self.options = options.resolved()
         self.transcriber = POLICIES[policy](self.options)
         self.pcm = bytearray()  # everything received, kept for the saved recording
@@ -72,10 +73,10 @@ class LiveSession:
         self._expiry: asyncio.Task | None = None
 
     @classmethod
-    def start(cls, user_id: int, options: engine.Options, policy: str) -> "LiveSession":
+    def start(cls, user_id: int, options: engine.Options, policy: str, save: Save) -> "LiveSession":
         if open_streams(user_id) >= settings.LIVE_MAX_STREAMS_PER_USER:
             raise TooManyStreams
-        session = cls(user_id, options, policy)
+        session = cls(user_id, options, save, policy)
         _sessions[session.id] = session
         return session
 
@@ -198,7 +199,34 @@ class LiveSession:
         _sessions.pop(self.id, None)
         if not self.pcm:
             return None
-        return await sync_to_async(save_recording)(self)
+        return await sync_to_async(self.save)(self)
+
+    def wav(self) -> bytes:
+        """Everything received, as a WAV file."""
+        return wav_bytes(bytes(self.pcm))
+
+    def result(self) -> engine.TranscriptionResult:
+        """The committed words as a transcript, in the shape of a file transcription's."""
+        segments = [
+            engine.SegmentResult(
+                index=i,
+                start=group[0].start,
+                end=group[-1].end,
+                text=text_of(group),
+                words=tuple(engine.WordResult(w.start, w.end, w.word, w.probability) for w in group),
+            )
+            for i, group in enumerate(segments_of(self.transcriber.committed))
+        ]
+        return engine.TranscriptionResult(
+            model_name=self.options.model,
+            compute_type=self.options.compute_type,
+            pipeline="live",
+            language=self.options.language or "en",
+            language_probability=None,
+            duration=round(self.received_samples / SAMPLE_RATE, 3),
+            processing_seconds=round(self.inference_seconds, 3),
+            segments=segments,
+        )
 
 
 def wav_bytes(pcm: bytes) -> bytes:
@@ -225,48 +253,3 @@ def segments_of(words: list[Word], max_words: int = 40, pause: float = 1.0) -> l
     if current:
         segments.append(current)
     return segments
-
-
-def save_recording(session: LiveSession) -> Recording:
-    """The session as a Recording like an upload's: its audio, transcript and segments, then the
-    same graph write."""
-    words = session.transcriber.committed
-    duration = session.received_samples / SAMPLE_RATE
-    now = timezone.localtime()
-    with transaction.atomic():
-        recording = Recording(
-            owner_id=session.user_id,
-            title=f"Live {now:%Y-%m-%d %H:%M}",
-            status=Recording.Status.DONE,
-            progress=1.0,
-            duration=round(duration, 3),
-            options=session.options.to_dict() | {"pipeline": "live"},
-            started_at=now,
-            finished_at=now,
-        )
-        audio = wav_bytes(bytes(session.pcm))
-        recording.size_bytes = len(audio)
-        recording.audio.save(f"live-{session.id}.wav", ContentFile(audio), save=False)
-        recording.save()
-        transcript = Transcript.objects.create(
-            recording=recording,
-            text=text_of(words),
-            language=session.options.language or "en",
-            model_name=session.options.model,
-            compute_type=session.options.compute_type,
-            pipeline="live",
-            processing_seconds=round(session.inference_seconds, 3),
-        )
-        Segment.objects.bulk_create(
-            Segment(
-                transcript=transcript,
-                index=i,
-                start=group[0].start,
-                end=group[-1].end,
-                text=text_of(group),
-                words=[[w.start, w.end, w.word, w.probability] for w in group],
-            )
-            for i, group in enumerate(segments_of(words))
-        )
-        graph_outbox.record(GraphChange.Kind.WRITE, recording.id, recording.owner_id)
-    return recording

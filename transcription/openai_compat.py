@@ -18,13 +18,13 @@ from django.http.multipartparser import MultiPartParserError
 from django.views.decorators.csrf import csrf_exempt
 
 from accounts.tokens import bearer_key, user_for_key
+from actions.recordings import accept_upload
 
 from . import engine, exports
-from .forms import UploadForm, too_large_message
+from .forms import UploadForm, declared_length, too_large_message
 from .jobs import INTERNAL_ERROR
 from .models import Recording, Transcript
 from .progress import recording_group
-from .uploads import accept_upload, declared_length
 
 RESPONSE_FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
 GRANULARITIES = ("word", "segment")

@@ -5,12 +5,12 @@ from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
+from actions.recordings import accept_upload, delete_recording
 from workflows.models import WorkflowRun
 
 from . import exports, media
-from .forms import UploadForm, too_large_message
+from .forms import UploadForm, declared_length, too_large_message
 from .models import Recording
-from .uploads import accept_upload, declared_length, delete_recording
 
 
 def _owned_recording(request, pk: int) -> Recording:

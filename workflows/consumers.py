@@ -2,7 +2,7 @@
 
 from channels.db import database_sync_to_async
 
-from transcription.consumers import CLOSE_NOT_FOUND, CLOSE_UNAUTHENTICATED, JsonConsumer
+from common.sockets import CLOSE_NOT_FOUND, CLOSE_UNAUTHENTICATED, JsonConsumer
 
 from .models import WorkflowRun
 from .runs import run_group

@@ -71,6 +71,8 @@ class WorkflowRun(models.Model):
     )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     inputs = models.JSONField(default=dict, blank=True)
+    # {node id: {setting: value}}: settings changed for this run only (e.g. the ask page's scope).
+    overrides = models.JSONField(default=dict, blank=True)
     outputs = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now)

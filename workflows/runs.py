@@ -1,18 +1,17 @@
-"""Starting a workflow run and carrying it out: the engine's results recorded as they come, and
-streamed to the run's page over the channel layer."""
+"""Carrying out a queued workflow run: the engine's results recorded as they come, and streamed to
+the run's page over the channel layer. Runs are started by actions/workflow_runs.py."""
 
 import logging
 from datetime import UTC, datetime
 
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
-from django.db import transaction
 from django.utils import timezone
 
 from . import engine
 from .llm import LLM
-from .models import NodeRun, Workflow, WorkflowRun
-from .nodes.base import NOT_RAN, Context
+from .models import NodeRun, WorkflowRun
+from .nodes.base import NOT_RAN, Context, SetKnowledge
 
 log = logging.getLogger(__name__)
 
@@ -34,26 +33,8 @@ def jsonable(value):
     return value
 
 
-def start(
-    workflow: Workflow, owner, recording=None, inputs: dict | None = None, overrides: dict | None = None
-) -> WorkflowRun:
-    """Queue a run (validated first: an invalid workflow is refused here, with every problem).
-    `overrides` = {node id: {setting: value}} for this run only (e.g. the ask page's scope)."""
-    from .tasks import run_workflow
-
-    engine.validate(workflow.definition)
-    with transaction.atomic():
-        run = WorkflowRun.objects.create(
-            workflow=workflow,
-            owner=owner,
-            recording=recording,
-            inputs=(inputs or {}) | ({"_overrides": overrides} if overrides else {}),
-        )
-        run_workflow.delay_on_commit(run.id)
-    return run
-
-
 def with_overrides(definition: dict, overrides: dict) -> dict:
+    """The definition with some nodes' settings replaced for one run ({node id: {setting: value}})."""
     nodes = [
         node | {"settings": {**(node.get("settings") or {}), **overrides.get(node["id"], {})}}
         if isinstance(node, dict) and node.get("id") in overrides
@@ -63,14 +44,6 @@ def with_overrides(definition: dict, overrides: dict) -> dict:
     return {**definition, "nodes": nodes}
 
 
-def start_builtin(key: str, recording) -> WorkflowRun | None:
-    workflow = Workflow.objects.filter(owner__isnull=True, key=key).first()
-    if workflow is None:
-        log.warning("built-in workflow %r is not installed (run migrate)", key)
-        return None
-    return start(workflow, recording.owner, recording)
-
-
 def _claim(run_id: int) -> WorkflowRun | None:
     claimed = WorkflowRun.objects.filter(pk=run_id, status=WorkflowRun.Status.QUEUED).update(
         status=WorkflowRun.Status.RUNNING, started_at=timezone.now()
@@ -78,8 +51,10 @@ def _claim(run_id: int) -> WorkflowRun | None:
     return WorkflowRun.objects.select_related("workflow").get(pk=run_id) if claimed else None
 
 
-async def execute(run_id: int, llm: LLM | None = None) -> WorkflowRun | None:
-    """Carry out a queued run. None if it was not waiting (another worker has it, or it is done)."""
+async def execute(run_id: int, llm: LLM | None = None, set_knowledge: SetKnowledge | None = None) -> WorkflowRun | None:
+    """Carry out a queued run. None if it was not waiting (another worker has it, or it is done).
+    `set_knowledge` is how graph_write nodes keep what they find (the actions layer's; without it
+    they fail with a reason)."""
     run = await sync_to_async(_claim)(run_id)
     if run is None:
         return None
@@ -115,13 +90,18 @@ async def execute(run_id: int, llm: LLM | None = None) -> WorkflowRun | None:
         )
 
     try:
-        graph = engine.validate(with_overrides(run.workflow.definition, run.inputs.get("_overrides", {})))
+        graph = engine.validate(with_overrides(run.workflow.definition, run.overrides))
     except engine.WorkflowInvalid as exc:
         return await _finish(run, "failed", {}, f"invalid workflow: {exc}", emit)
     own_llm = llm is None
     llm = llm or LLM()
     ctx = Context(
-        owner_id=run.owner_id, recording_id=run.recording_id, emit=emit, llm=llm, values={"inputs": run.inputs}
+        owner_id=run.owner_id,
+        recording_id=run.recording_id,
+        emit=emit,
+        llm=llm,
+        values={"inputs": run.inputs},
+        set_knowledge=set_knowledge,
     )
     try:
         result = await engine.execute(graph, ctx, on_node)

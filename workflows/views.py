@@ -6,9 +6,10 @@ from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from actions.workflow_runs import start_run
 from transcription.models import Recording
 
-from . import builtin, engine, rivet, runs
+from . import builtin, engine, rivet
 from .models import Workflow, WorkflowRun
 
 
@@ -78,7 +79,7 @@ def workflow_detail(request, pk: int):
             try:
                 # A field left empty is no value: the node's default applies.
                 given = {n: request.POST[f"input-{n}"] for n in inputs if request.POST.get(f"input-{n}")}
-                run = runs.start(workflow, request.user, recording, given)
+                run = start_run(workflow, request.user, recording, given)
             except engine.WorkflowInvalid as exc:
                 error = f"This workflow cannot run: {exc}"
             else:
@@ -116,7 +117,7 @@ def ask(request):
             messages.error(request, "Type a question.")
         else:
             workflow = get_object_or_404(Workflow, owner__isnull=True, key=builtin.ASK)
-            run = runs.start(
+            run = start_run(
                 workflow,
                 request.user,
                 recording,

@@ -36,6 +36,11 @@ class NodeError(Exception):
     """A node failed for a reason the user should read (bad settings, unusable input, LLM down)."""
 
 
+# set_knowledge(owner_id, recording_id, entities) -> how many were kept; LookupError if the recording
+# is not the owner's. The actions layer's, handed in by whoever runs the workflow.
+SetKnowledge = Callable[[int, int, list[dict]], int]
+
+
 @dataclass
 class Context:
     """What nodes may use besides their inputs: whose run it is, and ways to report as they go."""
@@ -49,6 +54,9 @@ class Context:
     values: dict = field(default_factory=dict)  # per-run values (the run's inputs, attempts)
     # Concurrency caps per resource ("llm"), set by the engine; nodes hold one per request.
     limits: dict[str, asyncio.Semaphore] = field(default_factory=dict)
+    # How graph_write keeps typed entities as the recording's knowledge (a state change that
+    # crosses apps, so it lives in the actions layer and is handed in, never imported).
+    set_knowledge: SetKnowledge | None = None
 
     async def send(self, message: dict) -> None:
         """Report from inside a node (e.g. a streamed token) to whoever watches the run."""

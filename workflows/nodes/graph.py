@@ -4,9 +4,8 @@ Everything is scoped to the run's owner through graph.queries; no node takes Cyp
 """
 
 from asgiref.sync import sync_to_async
-from django.db import transaction
 
-from graph import outbox, queries
+from graph import queries
 
 from .base import NodeError, node_type
 from .text import as_text
@@ -38,21 +37,6 @@ async def semantic_search(ctx, inputs, settings):
     return {"segments": segments, "context": context}
 
 
-def _store_entities(owner_id: int, recording_id: int, entities: list[dict]) -> int:
-    from transcription.models import Recording
-
-    with transaction.atomic():
-        recording = Recording.objects.select_for_update().filter(owner_id=owner_id, pk=recording_id).first()
-        if recording is None:
-            raise NodeError(f"recording {recording_id} is not yours, or no longer exists")
-        typed = [{"name": e["name"], "type": e.get("type") or "other"} for e in entities if e.get("name")]
-        recording.knowledge = {**recording.knowledge, "entities": typed}
-        recording.save(update_fields=["knowledge"])
-        # Through the outbox like any graph change: the graph follows even if Neo4j is away now.
-        outbox.record(outbox.GraphChange.Kind.WRITE, recording.pk, owner_id)
-    return len(typed)
-
-
 @node_type("graph_write", inputs=("entities",), outputs=("written",))
 async def graph_write(ctx, inputs, settings):
     """Stores the entities (with their types) as the recording's knowledge and queues the graph
@@ -62,7 +46,12 @@ async def graph_write(ctx, inputs, settings):
     entities = inputs["entities"]
     if not isinstance(entities, list):
         raise NodeError("entities must be a list of {name, type}")
-    written = await sync_to_async(_store_entities)(ctx.owner_id, ctx.recording_id, entities)
+    if ctx.set_knowledge is None:
+        raise NodeError("graph_write cannot store entities in this run")
+    try:
+        written = await sync_to_async(ctx.set_knowledge)(ctx.owner_id, ctx.recording_id, entities)
+    except LookupError as exc:
+        raise NodeError(str(exc)) from None
     return {"written": written}
 
 

@@ -4,7 +4,7 @@ import time
 import neomodel
 from django.core.management.base import BaseCommand, CommandError
 
-from graph.writes import GRAPH_UNAVAILABLE
+from graph.connection import GRAPH_UNAVAILABLE
 
 
 class Command(BaseCommand):

@@ -1,0 +1,130 @@
+"""Recordings: accepting an upload, transcribing it, storing a transcript (uploads and live sessions
+alike), setting what a workflow found in it, deleting it."""
+
+import logging
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.db import transaction
+from django.utils import timezone
+
+from graph import outbox as graph_outbox
+from graph.models import GraphChange
+from transcription import engine, jobs, live
+from transcription.models import Recording
+from transcription.progress import publish
+from workflows import builtin
+
+from . import workflow_runs
+
+log = logging.getLogger(__name__)
+
+
+def accept_upload(owner, uploaded_file, title: str, options: engine.Options | None = None) -> Recording:
+    """Store an uploaded file as a queued recording; its transcription starts once that is committed."""
+    from .tasks import transcribe_recording
+
+    with transaction.atomic():
+        recording = Recording(
+            owner=owner,
+            title=title,
+            size_bytes=uploaded_file.size,
+            options=options.to_dict() if options else {},
+        )
+        recording.audio.save(uploaded_file.name, uploaded_file, save=False)
+        recording.save()
+        # On commit, so the worker never looks for a row that is not there yet.
+        transcribe_recording.delay_on_commit(recording.id)
+    return recording
+
+
+def transcribe(recording_id: int) -> bool:
+    """The transcription job: claim the recording, transcribe it, store the transcript. True when a
+    transcript was stored; whatever goes wrong, the recording ends DONE or FAILED, never stranded."""
+    recording = jobs.claim(recording_id)
+    if recording is None:
+        log.info("recording %s is not waiting for transcription; skipped", recording_id)
+        return False
+    result = jobs.transcribe_claimed(recording)
+    if result is None:
+        return False
+    try:
+        stored = store_transcript(recording, result)
+    except Exception:
+        log.exception("storing the transcript of recording %s failed", recording_id)
+        jobs.fail(recording, jobs.INTERNAL_ERROR)
+        return False
+    recording.refresh_from_db()
+    publish(recording)
+    return stored
+
+
+def store_transcript(recording: Recording, result: engine.TranscriptionResult) -> bool:
+    """Store a processing recording's transcript and mark it DONE, with its follow-ups: all or nothing.
+    The one way a transcript is stored, for uploads and live sessions alike. False if the recording
+    was no longer processing (another worker finished or failed it)."""
+    with transaction.atomic():
+        if not jobs.save_transcript(recording, result):
+            return False
+        _follow_up_transcript(recording)
+    return True
+
+
+def _follow_up_transcript(recording: Recording) -> None:
+    # The graph write's outbox row is a plain insert, as sure as the transcript's own rows: the graph
+    # follows in its own time, and a Neo4j outage never costs a transcript.
+    graph_outbox.record(GraphChange.Kind.WRITE, recording.pk, recording.owner_id)
+    if settings.WORKFLOWS_AUTO_RUN:
+        try:
+            with transaction.atomic():  # a savepoint: a failing start never undoes the transcript
+                workflow_runs.start_builtin(builtin.SUMMARY, recording)
+        except Exception:
+            log.exception("could not start the summary of recording %s; the transcript stands", recording.pk)
+
+
+def save_live_session(session: live.LiveSession) -> Recording:
+    """A stopped live session as a recording like an upload's: its audio, then its transcript through
+    `store_transcript`, so it gets the same follow-ups (graph write, summary run)."""
+    audio = session.wav()
+    result = session.result()
+    now = timezone.localtime()
+    recording = Recording(
+        owner_id=session.user_id,
+        title=f"Live {now:%Y-%m-%d %H:%M}",
+        status=Recording.Status.PROCESSING,
+        duration=result.duration,
+        size_bytes=len(audio),
+        options=session.options.to_dict() | {"pipeline": "live"},
+        started_at=now,
+    )
+    # The file is written before the transaction, so the database is not held while it is.
+    recording.audio.save(f"live-{session.id}.wav", ContentFile(audio), save=False)
+    with transaction.atomic():
+        recording.save()
+        store_transcript(recording, result)
+    return recording
+
+
+def set_knowledge(owner_id: int, recording_id: int, entities: list[dict]) -> int:
+    """Keep typed entities (a workflow's findings) as the recording's knowledge and have the graph
+    follow. Returns how many were kept; LookupError if the recording is not the owner's."""
+    with transaction.atomic():
+        recording = Recording.objects.select_for_update().filter(owner_id=owner_id, pk=recording_id).first()
+        if recording is None:
+            raise LookupError(f"recording {recording_id} is not yours, or no longer exists")
+        typed = [{"name": e["name"], "type": e.get("type") or "other"} for e in entities if e.get("name")]
+        recording.knowledge = {**recording.knowledge, "entities": typed}
+        recording.save(update_fields=["knowledge"])
+        # Through the outbox like any graph change: the graph follows even if Neo4j is away now.
+        graph_outbox.record(GraphChange.Kind.WRITE, recording.pk, owner_id)
+    return len(typed)
+
+
+def delete_recording(recording: Recording) -> None:
+    """Remove a recording everywhere: its row (and transcript), its file, its graph nodes."""
+    storage, name, recording_id = recording.audio.storage, recording.audio.name, recording.id
+    with transaction.atomic():
+        recording.delete()
+        # The file goes only once the row is gone for good.
+        transaction.on_commit(lambda: storage.delete(name) if name else None)
+        graph_outbox.record(GraphChange.Kind.DELETE, recording_id, recording.owner_id)

@@ -1,0 +1,19 @@
+"""What every WebSocket consumer shares: JSON frames out (orjson) and the close codes of our protocols."""
+
+import orjson
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+# Close codes in the 4000-4999 range reserved for applications (protocols in the README).
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_NOT_FOUND = 4404
+CLOSE_BAD_FRAME = 4400  # PCM16 frames must have an even number of bytes
+CLOSE_NOT_STARTED = 4409  # audio before the start message
+CLOSE_TOO_MANY_STREAMS = 4429
+CLOSE_FRAME_TOO_LARGE = 1009  # RFC 6455 "message too big"
+
+
+class JsonConsumer(AsyncWebsocketConsumer):
+    """Server messages are JSON text frames, serialised with orjson."""
+
+    async def send_json(self, content: dict) -> None:
+        await self.send(text_data=orjson.dumps(content).decode())
