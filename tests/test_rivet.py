@@ -235,7 +235,7 @@ def test_yaml_is_read_as_yaml_1_2_and_folded_connections_are_joined():
 async def test_a_project_without_llm_nodes_runs_end_to_end(answer, reply, word, note):
     definition = rivet.to_definition(rivet.parse_project(ROUTER))
     inputs = {} if answer is None else {"answer": answer}
-    result = await engine.execute(definition, Context(values={"inputs": inputs}))
+    result = await engine.execute(definition, Context(inputs=inputs))
     assert result.status == "done", result.error
     assert result.outputs["reply"] == reply
     assert result.outputs["word"] == word
@@ -436,7 +436,7 @@ async def test_the_example_runs_on_the_local_llm(llm_server):
     transcript = "Ana: We shipped the release today. Ben: I am so happy, great work everyone!"
     llm = LLM()
     try:
-        result = await engine.execute(definition, Context(llm=llm, values={"inputs": {"transcript": transcript}}))
+        result = await engine.execute(definition, Context(llm=llm, inputs={"transcript": transcript}))
     finally:
         await llm.close()
     assert result.status == "done", result.error

@@ -11,6 +11,7 @@ from workflows.nodes.base import Context, NodeError, node_type
 pytestmark = pytest.mark.asyncio
 
 STARTED: list[tuple[str, float]] = []
+COUNTED: list[str] = []  # the values test_count really ran on (not from the cache)
 
 
 @node_type("test_sleep", optional=("value",), outputs=("value",))
@@ -37,7 +38,7 @@ async def _fail(ctx, inputs, settings):
 
 @node_type("test_count", inputs=("value",), outputs=("value",), cached=True)
 async def _count(ctx, inputs, settings):
-    ctx.values["calls"] = ctx.values.get("calls", 0) + 1
+    COUNTED.append(inputs["value"])
     return {"value": f"{inputs['value']}!"}
 
 
@@ -64,6 +65,24 @@ async def test_a_resource_cap_bounds_how_many_run_together():
     elapsed = time.perf_counter() - began
     assert result.status == "done"
     assert 0.4 <= elapsed < 0.4 + 0.3  # two at a time: two rounds
+
+
+async def test_runs_sharing_a_context_keep_their_own_caps_and_leave_it_unchanged():
+    ctx = Context(owner_id=1, inputs={"name": "Ana"})
+    given = Context(owner_id=1, inputs={"name": "Ana"})
+    caps = {"llm": 1}
+
+    async def timed(definition: dict, limits: dict) -> float:
+        began = time.perf_counter()
+        result = await engine.execute(definition, ctx, limits=limits)
+        assert result.status == "done"
+        return time.perf_counter() - began
+
+    one_at_a_time, all_at_once = await asyncio.gather(
+        timed(sleepers(3, 0.15, resource="llm"), caps), timed(sleepers(3, 0.15, resource="llm"), {"llm": 3})
+    )
+    assert one_at_a_time >= 0.45 and all_at_once < 0.3  # neither run took the other's semaphores
+    assert ctx == given and caps == {"llm": 1}
 
 
 async def test_a_node_waits_for_all_its_inputs():
@@ -185,6 +204,7 @@ async def test_validation_names_the_node_before_anything_runs():
         engine.validate({"nodes": []})
 
 
+@pytest.mark.services  # the cache is Redis
 @pytest.mark.django_db
 async def test_repeated_operations_come_from_the_cache():
     definition = {
@@ -197,7 +217,7 @@ async def test_repeated_operations_come_from_the_cache():
     ctx = Context()
     first = await engine.execute(definition, ctx)
     second = await engine.execute(definition, ctx)
-    assert ctx.values["calls"] == 1
+    assert COUNTED.count(definition["nodes"][0]["settings"]["value"]) == 1
     assert not first.nodes["c"].cache_hit and second.nodes["c"].cache_hit
     assert second.outputs == first.outputs
     assert second.nodes["c"].duration_ms < 50

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import hashlib
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from graphlib import CycleError, TopologicalSorter
 
@@ -19,7 +20,7 @@ import orjson
 from django.conf import settings as django_settings
 from django.core.cache import cache
 
-from .nodes.base import CURRENT_NODE, NOT_RAN, Context, NodeError, NodeType, load_all
+from .nodes.base import NOT_RAN, Context, NodeContext, NodeError, NodeType, load_all
 
 
 class WorkflowInvalid(ValueError):
@@ -135,15 +136,20 @@ def cache_key(node: Node, inputs: dict) -> str:
     return "wf:node:" + hashlib.sha256(material).hexdigest()
 
 
-class Executor:
-    """One run of a graph. `on_node(node_id, result)` is awaited as each node settles."""
+OnNode = Callable[[str, NodeResult], Awaitable[None]]
 
-    def __init__(self, graph: Graph, ctx: Context, on_node=None, limits: dict[str, int] | None = None):
+
+class Executor:
+    """One run of a graph. `on_node(node_id, result)` is awaited as each node settles. The run's
+    semaphores (`limits` over the settings' caps) are its own: each node reaches them through the
+    NodeContext made for it, and the caller's Context is left as it was given."""
+
+    def __init__(self, graph: Graph, ctx: Context, on_node: OnNode | None = None, limits: dict[str, int] | None = None):
         self.graph = graph
         self.ctx = ctx
         self.on_node = on_node
         caps = {"llm": django_settings.LLM_MAX_CONCURRENCY} | (limits or {})
-        ctx.limits = {name: asyncio.Semaphore(cap) for name, cap in caps.items()}
+        self.limits = {name: asyncio.Semaphore(cap) for name, cap in caps.items()}
         self.results: dict[str, NodeResult] = {}
 
     def _inputs_of(self, node: Node) -> dict:
@@ -153,7 +159,6 @@ class Executor:
         }
 
     async def _run_node(self, node: Node) -> NodeResult:
-        CURRENT_NODE.set(node.id)  # this task's own context: ctx.send() knows whose tokens they are
         inputs = self._inputs_of(node)
         if not node.type.takes_not_ran and any(v is NOT_RAN for v in inputs.values()):
             return NodeResult("skipped", {port: NOT_RAN for port in node.type.outputs})
@@ -166,8 +171,9 @@ class Executor:
                 result.outputs, result.cache_hit = hit, True
                 result.duration_ms = (time.perf_counter() - began) * 1000
                 return result
+        node_ctx = NodeContext.for_node(self.ctx, node.id, self.limits)
         try:
-            result.outputs = await node.type.run(self.ctx, inputs, node.settings)
+            result.outputs = await node.type.run(node_ctx, inputs, node.settings)
         except asyncio.CancelledError:
             raise
         except NodeError as exc:
@@ -175,7 +181,7 @@ class Executor:
         except Exception as exc:  # a bug or an unreachable service: the run reports it, the worker lives
             result.status, result.error = "failed", f"{type(exc).__name__}: {exc}"
         result.duration_ms = (time.perf_counter() - began) * 1000
-        result.attempts = self.ctx.values.pop(("attempts", node.id), 1)
+        result.attempts = node_ctx.attempts
         if result.status == "done" and key is not None:
             await cache.aset(key, result.outputs, timeout=django_settings.LLM_CACHE_SECONDS)
         return result
@@ -206,7 +212,7 @@ class Executor:
                 sorter.done(node_id)
         for task in running:  # a node failed: stop the rest
             task.cancel()
-        for task in running:
+        for task, node_id in running.items():
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             await self._settle(node_id, NodeResult("cancelled", error="another node failed"))
@@ -221,7 +227,10 @@ class Executor:
 
 
 async def execute(
-    definition_or_graph, ctx: Context | None = None, on_node=None, limits: dict[str, int] | None = None
+    definition_or_graph: dict | Graph,
+    ctx: Context | None = None,
+    on_node: OnNode | None = None,
+    limits: dict[str, int] | None = None,
 ) -> RunResult:
     graph = definition_or_graph if isinstance(definition_or_graph, Graph) else validate(definition_or_graph)
     return await Executor(graph, ctx or Context(), on_node, limits).run()

@@ -100,7 +100,7 @@ async def execute(run_id: int, llm: LLM | None = None, set_knowledge: SetKnowled
         recording_id=run.recording_id,
         emit=emit,
         llm=llm,
-        values={"inputs": run.inputs},
+        inputs=run.inputs,
         set_knowledge=set_knowledge,
     )
     try:

@@ -13,12 +13,12 @@ from pydantic import BaseModel, Field, ValidationError
 from graph import extraction
 
 from .. import tokens
-from .base import CURRENT_NODE, NodeError, node_type
+from .base import NodeContext, NodeError, node_type
 from .text import as_text
 
 
 async def ask(
-    ctx,
+    ctx: NodeContext,
     messages: list[dict],
     *,
     max_tokens: int,
@@ -26,16 +26,16 @@ async def ask(
     json_schema: dict | None = None,
     stream: bool = True,
 ) -> str:
-    """One LLM request within the run's concurrency cap; its tokens are sent to the page."""
+    """One LLM request within the run's concurrency cap; its tokens are sent to the page, and the
+    attempts it took are the node's (the last request's, when a node asks several times)."""
     if ctx.llm is None:
         raise NodeError("no language model is configured for this run")
-    node_id = CURRENT_NODE.get()
 
     async def on_token(token: str) -> None:
         await ctx.send({"type": "token", "text": token})
 
     async def on_retry(attempt: int) -> None:
-        ctx.values[("attempts", node_id)] = attempt
+        ctx.attempts = attempt  # kept if this request fails for good
         await ctx.send({"type": "retry", "attempt": attempt})  # the page drops the partial text
 
     async with ctx.limit("llm"):
@@ -47,7 +47,7 @@ async def ask(
             on_token=on_token if stream else None,
             on_retry=on_retry,
         )
-    ctx.values[("attempts", node_id)] = attempts
+    ctx.attempts = attempts
     return text.strip()
 
 

@@ -1,17 +1,14 @@
 """What a node type is, and the registry the engine looks types up in.
 
-A node type is an async function `run(ctx, inputs, settings) -> outputs` plus its declared ports.
-One module per family (text.py, ai.py, graph.py) registers its types with `@node_type`.
+A node type is an async function `run(ctx, inputs, settings) -> outputs` plus its declared ports;
+`ctx` is the NodeContext the engine made for that node.
+One module per family (text.py, ai.py, graph.py, rivet.py) registers its types with `@node_type`.
 """
 
 import asyncio
-import contextvars
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
-
-# The node a coroutine is running for: the engine sets it in each node's task.
-CURRENT_NODE: contextvars.ContextVar[str] = contextvars.ContextVar("current_node", default="")
 
 
 class NotRan:
@@ -43,31 +40,47 @@ SetKnowledge = Callable[[int, int, list[dict]], int]
 
 @dataclass
 class Context:
-    """What nodes may use besides their inputs: whose run it is, and ways to report as they go."""
+    """What a run gives its nodes besides their inputs: whose run it is, the values it was started
+    with, the model, and where progress goes. The caller's: the engine reads it, never changes it,
+    so one Context may serve several runs."""
 
     owner_id: int | None = None
     recording_id: int | None = None
+    inputs: dict[str, Any] = field(default_factory=dict)  # the run's inputs by name (input nodes)
     # emit(node_id, message): streamed tokens and other progress, sent to the run's page.
     emit: Callable[[str, dict], Awaitable[None]] | None = None
     # The LLM to talk to (workflows.llm.LLM); created per run because it is bound to the event loop.
     llm: Any = None
-    values: dict = field(default_factory=dict)  # per-run values (the run's inputs, attempts)
-    # Concurrency caps per resource ("llm"), set by the engine; nodes hold one per request.
-    limits: dict[str, asyncio.Semaphore] = field(default_factory=dict)
     # How graph_write keeps typed entities as the recording's knowledge (a state change that
     # crosses apps, so it lives in the actions layer and is handed in, never imported).
     set_knowledge: SetKnowledge | None = None
 
+
+@dataclass
+class NodeContext(Context):
+    """The run's Context as one node sees it: the engine makes one for each node it runs, so what
+    belongs to the execution (its caps, the node's own counters) never lands on the caller's."""
+
+    node_id: str = ""
+    # The run's concurrency caps per resource ("llm"), shared by its nodes; held per request.
+    limits: dict[str, asyncio.Semaphore] = field(default_factory=dict)
+    attempts: int = 1  # requests the node's answer took (retries included), for its NodeRun
+
+    @classmethod
+    def for_node(cls, ctx: Context, node_id: str, limits: dict[str, asyncio.Semaphore]) -> "NodeContext":
+        return cls(**{f.name: getattr(ctx, f.name) for f in fields(Context)}, node_id=node_id, limits=limits)
+
     async def send(self, message: dict) -> None:
-        """Report from inside a node (e.g. a streamed token) to whoever watches the run."""
+        """Report from inside the node (e.g. a streamed token) to whoever watches the run."""
         if self.emit is not None:
-            await self.emit(CURRENT_NODE.get(), message)
+            await self.emit(self.node_id, message)
 
     def limit(self, resource: str) -> asyncio.Semaphore:
+        """The run's semaphore for `resource`; one slot if the run set no cap for it."""
         return self.limits.setdefault(resource, asyncio.Semaphore(1))
 
 
-Run = Callable[[Context, dict, dict], Awaitable[dict]]
+Run = Callable[[NodeContext, dict, dict], Awaitable[dict]]
 
 
 @dataclass(frozen=True)

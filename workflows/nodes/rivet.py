@@ -265,7 +265,7 @@ async def graph_input(ctx, inputs, settings):
     if settings.get("inlined"):
         value = inputs.get("value", settings.get("callerValue"))
     else:
-        value = ctx.values.get("inputs", {}).get(settings.get("id"))
+        value = ctx.inputs.get(settings.get("id"))
     if value is None:
         value = inputs.get("default")
     if value is None:

@@ -22,13 +22,9 @@ def as_text(value) -> str:
     return str(value)
 
 
-def interpolate(template: str, values: dict) -> str:
+def fill_placeholders(template: str, values: dict) -> str:
     """`{{name}}` replaced by the value of input `name` (unknown names are left as they are)."""
     return PLACEHOLDER.sub(lambda m: as_text(values[m.group(1)]) if m.group(1) in values else m.group(0), template)
-
-
-def placeholders(template: str) -> list[str]:
-    return list(dict.fromkeys(PLACEHOLDER.findall(template or "")))
 
 
 def _transcript_of(owner_id: int, recording_id: int) -> dict:
@@ -59,13 +55,13 @@ async def transcript(ctx, inputs, settings):
 async def run_input(ctx, inputs, settings):
     """A value given when the run starts (settings.name), or settings.default."""
     name = settings.get("name", "input")
-    return {"value": ctx.values.get("inputs", {}).get(name, settings.get("default", ""))}
+    return {"value": ctx.inputs.get(name, settings.get("default", ""))}
 
 
 @node_type("template", any_inputs=True, outputs=("text",))
 async def template(ctx, inputs, settings):
     """settings.template with each {{name}} replaced by input `name`."""
-    return {"text": interpolate(settings.get("template", ""), inputs)}
+    return {"text": fill_placeholders(settings.get("template", ""), inputs)}
 
 
 @node_type("keywords", inputs=("text",), outputs=("keywords",))
