@@ -27,10 +27,8 @@ VAR_DIR.mkdir(parents=True, exist_ok=True)
 CPU_COUNT = os.cpu_count() or 1
 
 
-def _secret_key() -> str:
-    """SECRET_KEY from the environment, else one generated once and kept in VAR_DIR."""
-    if os.environ.get("SECRET_KEY"):
-        return os.environ["SECRET_KEY"]
+def _generated_secret_key() -> str:
+    """A secret key generated once and kept in VAR_DIR, for when SECRET_KEY is not set."""
     key_file = VAR_DIR / "secret_key"
     if not key_file.exists():
         key_file.write_text(secrets.token_urlsafe(50))
@@ -39,7 +37,7 @@ def _secret_key() -> str:
 
 
 # --- Core: https://docs.djangoproject.com/en/5.2/ref/settings/#core-settings
-SECRET_KEY = _secret_key()
+SECRET_KEY = env_str("SECRET_KEY", "") or _generated_secret_key()
 DEBUG = env_bool("DEBUG", False)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
@@ -161,17 +159,19 @@ CELERY_WORKER_CONCURRENCY = env_int("CELERY_WORKER_CONCURRENCY", CPU_COUNT, mini
 # task was lost or gave up during a long Neo4j outage is still applied.
 # Workflow runs (tens of seconds of LLM time) have their own queue and worker (Procfile `ai`), so a
 # transcription never waits in line behind a summary; it holds LLM_MAX_CONCURRENCY runs at once.
-CELERY_TASK_ROUTES = {"workflows.tasks.run_workflow": {"queue": "workflows"}}
+CELERY_TASK_ROUTES = {"actions.tasks.run_workflow": {"queue": "workflows"}}
 CELERY_BEAT_SCHEDULE = {
     "apply-graph-changes": {"task": "graph.tasks.apply_graph_changes", "schedule": 60.0},
 }
 
 # --- Neo4j (neomodel 7): https://neomodel.readthedocs.io/en/latest/configuration.html
 # The launcher in graph/neo4j runs without auth on loopback; the credentials are then ignored.
+# NEOMODEL_DATABASE_URL (neomodel's own name) is read too; NEO4J_BOLT_URL wins when both are set.
+_BOLT_SCHEMES = {"bolt", "bolt+s", "bolt+ssc", "neo4j", "neo4j+s", "neo4j+ssc"}
 NEO4J_BOLT_URL = env_url(
     "NEO4J_BOLT_URL",
-    os.environ.get("NEOMODEL_DATABASE_URL") or "bolt://neo4j:neo4j@127.0.0.1:7687",
-    schemes={"bolt", "bolt+s", "bolt+ssc", "neo4j", "neo4j+s", "neo4j+ssc"},
+    env_url("NEOMODEL_DATABASE_URL", "bolt://neo4j:neo4j@127.0.0.1:7687", schemes=_BOLT_SCHEMES),
+    schemes=_BOLT_SCHEMES,
 )
 # Cached graph reads are invalidated on every write to the user's graph (graph/cache.py); this
 # only bounds how long an unused entry occupies Redis.
@@ -187,12 +187,12 @@ LLM_API_KEY = env_str("LLM_API_KEY", "")
 LLM_MODEL = env_str("LLM_MODEL", "smollm2-135m-instruct")
 LLM_CONTEXT_TOKENS = env_int("LLM_CONTEXT_TOKENS", 2048, minimum=256)
 # "local": count tokens exactly with the bundled model's vocabulary; "estimate": 4 characters a token.
-LLM_TOKENIZER = env_str("LLM_TOKENIZER", "local")
+LLM_TOKENIZER = env_choice("LLM_TOKENIZER", "local", {"local", "estimate"})
 # How the server takes a JSON schema: "json_object" (llama.cpp) or "json_schema" (OpenAI, vLLM, Ollama).
-LLM_STRUCTURED_OUTPUT = env_str("LLM_STRUCTURED_OUTPUT", "json_object")
+LLM_STRUCTURED_OUTPUT = env_choice("LLM_STRUCTURED_OUTPUT", "json_object", {"json_object", "json_schema"})
 LLM_TIMEOUT_SECONDS = env_int("LLM_TIMEOUT_SECONDS", 120, minimum=1)
 LLM_RETRIES = env_int("LLM_RETRIES", 4, minimum=1)
-LLM_RETRY_INITIAL_SECONDS = float(env_str("LLM_RETRY_INITIAL_SECONDS", "0.5"))
+LLM_RETRY_INITIAL_SECONDS = env_float("LLM_RETRY_INITIAL_SECONDS", 0.5, minimum=0)
 # LLM requests in flight per run. benchmarks/workflows.py, 4 chat branches on the local server:
 # one after another 1.66 s, cap 1 2.40 s, cap 2 0.99 s, cap 4 0.97 s (longest branch 0.65 s).
 LLM_MAX_CONCURRENCY = env_int("LLM_MAX_CONCURRENCY", CPU_COUNT, minimum=1)
@@ -273,5 +273,8 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "root": {
+        "handlers": ["console"],
+        "level": env_choice("LOG_LEVEL", "INFO", {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}),
+    },
 }
