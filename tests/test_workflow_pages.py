@@ -82,7 +82,7 @@ def test_asking_starts_the_ask_workflow_scoped_to_a_recording(client, alice, dja
     assert response.status_code == 302 and response["Location"] == reverse("workflow-run", args=[run.pk])
     assert run.workflow.key == builtin.ASK and run.recording == recording
     assert run.inputs["question"] == "Who calls the printer?"
-    assert run.inputs["_overrides"] == {"search": {"scope": "recording"}}
+    assert run.overrides == {"search": {"scope": "recording"}} and "_overrides" not in run.inputs
     assert len(queued) == 1
     page = client.get(reverse("workflow-run", args=[run.pk])).content.decode()
     assert "Who calls the printer?" in page and f"/ws/workflows/runs/{run.pk}/" in page

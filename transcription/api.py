@@ -11,7 +11,7 @@ from datetime import datetime
 import orjson
 from django.conf import settings
 from django.db.models import Q
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from ninja import Field, File, Form, Query, Router, Schema
 from ninja.errors import HttpError
@@ -190,7 +190,7 @@ def _owned(request, recording_id: int) -> Recording:
 
 
 @router.get("/recordings/{recording_id}", response=RecordingDetailOut)
-def get_recording(request: HttpRequest, recording_id: int):
+def get_recording(request: HttpRequest, recording_id: int, response: HttpResponse):
     """One recording with its transcript, segments and (when asked for at upload) words."""
     recording = get_object_or_404(
         Recording.objects.owned_by(request.user).select_related("transcript"), pk=recording_id
@@ -198,8 +198,8 @@ def get_recording(request: HttpRequest, recording_id: int):
     not_modified = exports.not_modified(request, recording)
     if not_modified:
         return not_modified
-    response = router.api.create_response(request, RecordingDetailOut.from_orm(recording).model_dump(), status=200)
-    return exports.with_validators(response, recording)
+    exports.with_validators(response, recording)  # ninja copies these headers onto its response
+    return recording
 
 
 @router.get("/recordings/{recording_id}/transcript.{fmt}", response={200: None, 404: Error, 409: Error})
