@@ -1,4 +1,10 @@
-"""Fixtures that start or reach the real parts: Redis, Neo4j, a Celery worker, Daphne, Chromium."""
+"""Fixtures that start or reach the real parts: Redis, Neo4j, a Celery worker, Daphne, Chromium.
+
+Services are opt-in. A test that needs Redis or Neo4j (the cache, the channel layer, Celery, the
+graph) is marked `services` (`pytestmark = pytest.mark.services` for a whole module); a test that uses
+the worker, Daphne or the LLM server is marked so by its fixture. Only those tests start them: the
+others (the fast tier, `make test-fast` = `pytest -m "not services"`) run with nothing else up.
+"""
 
 import shutil
 import socket
@@ -16,13 +22,27 @@ from tests import services
 from tests.factories import make_user, speech_wav
 
 ROOT = Path(__file__).resolve().parent.parent
+# Fixtures that are services themselves: a test that uses one is a `services` test.
+SERVICE_FIXTURES = {"real_services", "celery_worker_process", "daphne_server", "llm_server"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if SERVICE_FIXTURES & set(item.fixturenames) and item.get_closest_marker("services") is None:
+            item.add_marker(pytest.mark.services)
 
 
 @pytest.fixture(scope="session", autouse=True)
-def real_services():
-    """Redis and Neo4j for the whole session, each emptied of earlier runs' data."""
-    var = Path(settings.VAR_DIR)
+def empty_media():
+    """Uploads of earlier runs are removed once, at the start of the session."""
     shutil.rmtree(settings.MEDIA_ROOT, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def real_services():
+    """Redis and Neo4j, started once on first use, each emptied of earlier runs' data."""
+    var = Path(settings.VAR_DIR)
     redis = services.start_redis(settings.REDIS_URL, var / "redis")
     neo4j = services.start_neo4j(settings.NEO4J_BOLT_URL, var / "neo4j")
     from django_redis import get_redis_connection
@@ -37,8 +57,13 @@ def real_services():
 
 
 @pytest.fixture(autouse=True)
-def empty_graph():
-    """Each test starts with an empty graph: database ids are reused after a rolled-back test."""
+def services_when_marked(request):
+    """A `services` test gets Redis and Neo4j, and leaves an empty graph behind it (database ids are
+    reused after a rolled-back test). Any other test starts nothing."""
+    if request.node.get_closest_marker("services") is None:
+        yield
+        return
+    request.getfixturevalue("real_services")
     yield
     neomodel.db.cypher_query("MATCH (n) DETACH DELETE n")
 
@@ -74,7 +99,7 @@ def _wait_for_log(process, log: Path, needle: str, timeout: float):
 
 
 @pytest.fixture(scope="session")
-def celery_worker_process(django_db_setup, django_db_blocker, tmp_path_factory):
+def celery_worker_process(real_services, django_db_setup, django_db_blocker, tmp_path_factory):
     """A real Celery worker process on the test database and the test Redis."""
     log = tmp_path_factory.mktemp("worker") / "worker.log"
     env = services.test_process_env(settings.DATABASES["default"]["NAME"])

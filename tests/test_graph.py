@@ -17,6 +17,8 @@ from graph.models import GraphChange
 from tests.factories import make_transcribed
 from transcription.models import Recording
 
+pytestmark = pytest.mark.services  # Neo4j, and Redis for the cache
+
 
 @pytest.fixture
 def transcribed(alice, speech):

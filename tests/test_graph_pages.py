@@ -10,6 +10,8 @@ from graph import writes
 from graph.connection import configure
 from tests.factories import make_transcribed
 
+pytestmark = pytest.mark.services  # Neo4j, and Redis for the cache
+
 
 @pytest.fixture
 def standup(alice):

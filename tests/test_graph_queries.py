@@ -11,6 +11,8 @@ from graph import cache, queries, writes
 from tests.factories import make_transcribed
 from transcription.models import Recording
 
+pytestmark = pytest.mark.services  # Neo4j, and Redis for the cache
+
 
 @pytest.fixture
 def library(alice, bob):

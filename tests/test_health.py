@@ -2,7 +2,10 @@
 
 import socket
 
+import pytest
 from django.urls import reverse
+
+pytestmark = pytest.mark.services  # it checks Redis and Neo4j
 
 
 def test_every_part_answers(client, db, llm_server):

@@ -16,7 +16,7 @@ from tests.test_progress_socket import session_cookie
 from transcription import engine, live
 from transcription.models import Recording
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
 FRAME_SECONDS = 0.2
 

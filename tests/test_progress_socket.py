@@ -13,7 +13,7 @@ from actions import recordings
 from assistant_site.asgi import application
 from transcription.models import Recording
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
 
 def session_cookie(user) -> str:

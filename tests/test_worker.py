@@ -18,7 +18,7 @@ from graph.models import GraphChange
 from tests.test_progress_socket import communicator, session_cookie
 from transcription.models import Recording
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
 
 def upload(client, name, content):

@@ -52,6 +52,7 @@ async def test_chat_streams_tokens_and_a_repeat_comes_from_the_cache(llm_server)
     assert len(tokens) == len(streamed)  # nothing streamed for the cached answer
 
 
+@pytest.mark.services  # the cache is Redis
 async def test_an_unreachable_server_is_retried_then_fails_the_node_with_its_reason(settings):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
