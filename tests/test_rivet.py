@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from workflows import engine, rivet
+from workflows import engine, rivet_import, rivet_project
 from workflows.llm import LLM
 from workflows.models import Workflow
 from workflows.nodes.base import Context
-from workflows.rivet import RivetImportError
+from workflows.rivet_project import RivetImportError
 
-EXAMPLE = Path(rivet.__file__).parent / "examples" / "meeting-mood.rivet-project"
+EXAMPLE = Path(rivet_import.__file__).parent / "examples" / "meeting-mood.rivet-project"
 
 # Every supported type but prompt and chat, so it runs without a model. Written the way Rivet
 # writes files: YES / NO unquoted (strings in YAML 1.2, booleans to PyYAML), a connection folded
@@ -176,7 +176,7 @@ data:
 
 
 def test_the_example_parses_into_its_nodes_and_connections():
-    project = rivet.parse_project(EXAMPLE.read_text())
+    project = rivet_project.parse_project(EXAMPLE.read_text())
     assert project.title == "Meeting Mood" and project.main_graph_id == "mAinGrAphTrAnscr1pt01"
     main, sub = project.graphs["mAinGrAphTrAnscr1pt01"], project.graphs["sUbGrAphFoLLowUp00001"]
     assert (main.name, sub.name) == ("Meeting Mood", "Follow Up")
@@ -191,7 +191,7 @@ def test_the_example_parses_into_its_nodes_and_connections():
     assert ("H8matchRouteMood00001", "case2", "J0subGraphFollowUp001", "complaint") in edges
     assert ("J0subGraphFollowUp001", "ticket", "M3coalescePickReply01", "input2") in edges
 
-    definition = rivet.to_definition(project)
+    definition = rivet_import.to_definition(project)
     nodes = {node["id"]: node for node in definition["nodes"]}
     assert nodes["E5chatClassifyMood001"]["type"] == "rivet_chat"
     assert nodes["E5chatClassifyMood001"]["settings"]["title"] == "Classify Mood"
@@ -214,12 +214,12 @@ def test_the_example_parses_into_its_nodes_and_connections():
 
 
 def test_yaml_is_read_as_yaml_1_2_and_folded_connections_are_joined():
-    project = rivet.parse_project(ROUTER)
+    project = rivet_project.parse_project(ROUTER)
     main, sub = project.graphs["mAin"], project.graphs["sUb"]
     assert main.nodes["route"].data["cases"] == ["YES", "NO"]  # not [True, False]
     assert sub.nodes["sConst"].data["text"] == "NO"
     assert main.nodes["find"].title == 'Find "the" word'
-    assert rivet.Connection("find", "succeeded", "found", "if") in main.connections
+    assert rivet_project.Connection("find", "succeeded", "found", "if") in main.connections
 
 
 @pytest.mark.parametrize(
@@ -233,7 +233,7 @@ def test_yaml_is_read_as_yaml_1_2_and_folded_connections_are_joined():
     ],
 )
 async def test_a_project_without_llm_nodes_runs_end_to_end(answer, reply, word, note):
-    definition = rivet.to_definition(rivet.parse_project(ROUTER))
+    definition = rivet_import.to_definition(rivet_project.parse_project(ROUTER))
     inputs = {} if answer is None else {"answer": answer}
     result = await engine.execute(definition, Context(inputs=inputs))
     assert result.status == "done", result.error
@@ -274,7 +274,7 @@ def test_every_unsupported_node_is_refused_with_its_type_and_title():
           visualData: 0/0/300/1//""",
     )
     with pytest.raises(RivetImportError) as caught:
-        rivet.to_definition(rivet.parse_project(text))
+        rivet_import.to_definition(rivet_project.parse_project(text))
     problems = caught.value.problems
     assert len(problems) == 3
     assert problems[0].startswith("node 'Repeat' has type 'loop', which this app cannot run (supported: text, prompt")
@@ -314,7 +314,7 @@ def test_every_unsupported_node_is_refused_with_its_type_and_title():
 )
 def test_files_that_are_not_version_4_rivet_projects_are_refused(text, message):
     with pytest.raises(RivetImportError, match=re.escape(message)):
-        rivet.parse_project(text)
+        rivet_project.parse_project(text)
 
 
 @pytest.mark.parametrize(
@@ -422,17 +422,17 @@ def test_files_that_are_not_version_4_rivet_projects_are_refused(text, message):
 )
 def test_graphs_that_cannot_run_are_refused_by_title(nodes, extra, message):
     with pytest.raises(RivetImportError, match=re.escape(message)):
-        rivet.to_definition(rivet.parse_project(project_with(nodes, extra)))
+        rivet_import.to_definition(rivet_project.parse_project(project_with(nodes, extra)))
 
 
 def test_files_over_the_size_limit_are_refused(settings):
     settings.MAX_RIVET_PROJECT_BYTES = 1024
     with pytest.raises(RivetImportError, match="the limit is 1024"):
-        rivet.parse_project(ROUTER)
+        rivet_project.parse_project(ROUTER)
 
 
 async def test_the_example_runs_on_the_local_llm(llm_server):
-    definition = rivet.to_definition(rivet.parse_project(EXAMPLE.read_text()))
+    definition = rivet_import.to_definition(rivet_project.parse_project(EXAMPLE.read_text()))
     transcript = "Ana: We shipped the release today. Ben: I am so happy, great work everyone!"
     llm = LLM()
     try:
@@ -467,17 +467,17 @@ async def test_the_example_runs_on_the_local_llm(llm_server):
 
 
 def test_import_project_saves_a_rivet_workflow_for_its_owner(alice, bob):
-    workflow = rivet.import_project(alice, EXAMPLE.read_bytes())
+    workflow = rivet_import.import_project(alice, EXAMPLE.read_bytes())
     workflow.refresh_from_db()
     assert workflow.owner == alice and workflow.source == Workflow.Source.RIVET
     assert workflow.name == "Meeting Mood" and workflow.description.startswith("Rates the mood")
     assert engine.validate(workflow.definition).nodes["E5chatClassifyMood001"].type.name == "rivet_chat"
     assert list(Workflow.objects.visible_to(bob).filter(source=Workflow.Source.RIVET)) == []
 
-    named = rivet.import_project(alice, ROUTER, name="My router")
+    named = rivet_import.import_project(alice, ROUTER, name="My router")
     assert named.name == "My router"
     with pytest.raises(RivetImportError):
-        rivet.import_project(alice, "version: 3\ndata: {}\n")
+        rivet_import.import_project(alice, "version: 3\ndata: {}\n")
     assert Workflow.objects.filter(owner=alice).count() == 2
 
 
@@ -495,5 +495,5 @@ def test_a_cycle_is_refused_at_import(alice):
             - output->"A" a/x
 """)
     with pytest.raises(RivetImportError, match="form a cycle"):
-        rivet.import_project(alice, text)
+        rivet_import.import_project(alice, text)
     assert not Workflow.objects.filter(owner=alice).exists()

@@ -9,7 +9,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from actions.workflow_runs import start_run
 from transcription.models import Recording
 
-from . import builtin, engine, rivet
+from . import builtin, engine, rivet_import
 from .models import Workflow, WorkflowRun
 
 
@@ -56,8 +56,8 @@ def import_rivet(request):
             request, f"The file is larger than {settings.MAX_RIVET_PROJECT_BYTES // 1024} KB.", status=413
         )
     try:
-        workflow = rivet.import_project(request.user, upload.read(), name=request.POST.get("name") or None)
-    except (rivet.RivetImportError, engine.WorkflowInvalid) as exc:
+        workflow = rivet_import.import_project(request.user, upload.read(), name=request.POST.get("name") or None)
+    except (rivet_import.RivetImportError, engine.WorkflowInvalid) as exc:
         return _render_list(request, f"Could not import {upload.name}: {exc}", status=400)
     messages.success(request, f"Imported “{workflow.name}”.")
     return redirect("workflow-detail", pk=workflow.pk)

@@ -183,6 +183,6 @@ async def extract_entities(ctx, inputs, settings):
                 key = extraction.normalise(entity.name)
                 if entity.type in ENTITY_TYPES and key not in found and is_name_in(entity.name.strip(), text):
                     found[key] = {"name": entity.name.strip(), "type": entity.type, "source": "llm"}
-    for entity in extraction.entities(re.split(r"(?<=[.!?])\s+", text)):
-        found.setdefault(entity.key, {"name": entity.name, "type": "other", "source": "names"})
+    for named in extraction.entities(re.split(r"(?<=[.!?])\s+", text)):
+        found.setdefault(named.key, {"name": named.name, "type": "other", "source": "names"})
     return {"entities": list(found.values())}

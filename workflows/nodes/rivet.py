@@ -1,21 +1,48 @@
-"""Node types for imported Rivet projects (the importer, and how it differs from Rivet, is in
-workflows/rivet.py).
+"""Rivet's node types (Ironclad's AI graph IDE), for projects imported by workflows/rivet_import.py.
+
+Each supported Rivet type is one RivetNodeSpec, the argument of the `@rivet_node` that registers
+the engine node type running it: everything the importer knows of the type (its ports, the data
+it keeps, what in it this app cannot run) is next to what it does. The text.py nodes (template, if,
+match, coalesce, extract_regex) differ from Rivet in the details that decide which branch runs
+(what counts as true, exclusive matching, '' in coalesce, outputs after a failed match), so
+Rivet's behaviour gets its own node types.
 
 Values keep Rivet's shapes: a chat message is `{"type": "user", "message": "..."}`. A port that a
 Rivet node does not emit (e.g. extractRegex's groups after a failed match) carries None here,
-Rivet's `undefined`: downstream nodes still run with it. NOT_RAN is Rivet's control-flow-excluded.
+Rivet's `undefined`: downstream nodes still run with it. NOT_RAN is Rivet's control-flow-excluded:
+a node with an input that did not run does not run, except if, coalesce and graphOutput.
 
 Nodes of an inlined subgraph get one extra input, `_gate`, from their subGraph node: when that
 node did not run, neither does any node of its graph, not even those that take NOT_RAN.
+
+Deviations from Rivet:
+- chat: the model is the app's (settings.LLM_MODEL): the project's model name is ignored, and so
+  are every sampling setting but maxTokens (capped at the model's context) and temperature (top_p,
+  stop, penalties, seed, endpoint, headers, caching...), and a prompt message's `name` is not
+  sent. Chat results are cached like every AI node's; token counts use the app's tokenizer.
+  Function calling, several choices, JSON response formats, predicted outputs and audio are
+  refused at import, and so are the outputs the app does not produce (cost, usage, duration...).
+- coalesce looks at every connected inputN in order (Rivet stops at the count of connected
+  inputs, so a gap hides the last one).
+- extractRegex and match take JavaScript regular expressions; they run on Python's `re` after
+  rewriting named groups. extractRegex has one output per real capture group (Rivet also counts
+  `(?:`); a connected outputN beyond them carries None.
+- Interpolation (text, prompt): `{{name}}` (trimmed) and `{{{literal}}}` are supported;
+  `{{x | filter}}` and `{{@graphInputs.x}}` / `{{@context.x}}` are refused at import.
+- subGraph: its error output (useErrorOutput) is refused; a failing node inside it fails the run.
 """
 
 import math
 import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 from django.conf import settings as django_settings
 
 from .. import tokens
+from ..rivet_project import Project, RivetNode, str_or_empty
 from .ai import ask
 from .base import NOT_RAN, NodeError, node_type
 
@@ -26,7 +53,7 @@ ESCAPED = re.compile(r"\{\{\{([^{}]+)\}\}\}")
 TOKEN = re.compile(r"\{\{([^{}]+?)\}\}")
 
 
-def text_of(value) -> str:
+def as_rivet_string(value: Any) -> str:
     """A value as Rivet coerces it to a string: a chat message is its text, a list its items on
     lines, true/false in lower case, missing values are ''."""
     if value is None or value is NOT_RAN:
@@ -38,15 +65,15 @@ def text_of(value) -> str:
     if isinstance(value, float) and math.isfinite(value) and value.is_integer():
         return str(int(value))  # JavaScript has one number type: 2.0 prints as 2
     if is_message(value):
-        return text_of(value["message"])
+        return as_rivet_string(value["message"])
     if isinstance(value, (list, tuple)):
-        return "\n".join(text_of(item) for item in value)
+        return "\n".join(as_rivet_string(item) for item in value)
     if isinstance(value, dict):
         return orjson.dumps(value, default=str).decode()
     return str(value)
 
 
-def is_message(value) -> bool:
+def is_message(value: Any) -> bool:
     return isinstance(value, dict) and "type" in value and "message" in value
 
 
@@ -70,15 +97,16 @@ def interpolation_problems(template: str) -> list[str]:
     return list(dict.fromkeys(found))
 
 
-def interpolate(template: str, values: dict) -> str:
-    """Each `{{name}}` replaced by input `name` as a string ('' when it is missing)."""
+def rivet_interpolate(template: str, values: dict) -> str:
+    """Rivet's interpolation: each `{{name}}` replaced by input `name` as a Rivet string ('' when
+    it is missing), each `{{{literal}}}` by `{{literal}}`."""
     parts = ESCAPED.split(template or "")  # even: text to fill; odd: the inside of an escaped token
     out = []
     for i, part in enumerate(parts):
         if i % 2:
             out.append("{{" + part + "}}")
         else:
-            out.append(TOKEN.sub(lambda m: text_of(values.get(_token_name(m.group(1)))), part))
+            out.append(TOKEN.sub(lambda m: as_rivet_string(values.get(_token_name(m.group(1)))), part))
     return "".join(out)
 
 
@@ -92,9 +120,63 @@ def js_regex(source: str, multiline: bool = False) -> re.Pattern:
     return re.compile(source, re.MULTILINE if multiline else 0)
 
 
-def rivet_node(name: str, *, optional: tuple = (), outputs: tuple = (), **spec):
-    """node_type() plus the `_gate` input of inlined subgraphs. The engine already skips a node
-    when an input did not run; nodes that take NOT_RAN check the gate here."""
+# What the importer knows of a Rivet node type.
+
+PortTest = Callable[[RivetNode, str, Project], bool]  # is `port` one of this node's ports?
+
+
+def ports(*names: str) -> PortTest:
+    """Ports that every node of the type has, whatever its data."""
+    return lambda node, port, project: port in names
+
+
+def _as_is(value: Any) -> Any:
+    return value
+
+
+def keep(*fields: str, **converted: Callable[[Any], Any]) -> dict[str, Callable[[Any], Any]]:
+    """The data fields a node needs at run time: copied as they are, or (by keyword) converted."""
+    return dict.fromkeys(fields, _as_is) | converted
+
+
+def _no_problems(node: RivetNode) -> list[str]:
+    return []
+
+
+def _no_settings(connected_outputs: list[str]) -> dict:
+    return {}
+
+
+@dataclass(frozen=True)
+class RivetNodeSpec:
+    """One Rivet node type as the importer sees it. Rivet derives a node's ports from its data
+    (a text node has one input per {{name}}), so ports are tests rather than lists."""
+
+    rivet_type: str
+    node_type: str  # the engine node type that runs it
+    accepts: PortTest  # its inputs (connections to other ports are ignored, as Rivet does)
+    emits: PortTest  # its outputs (a connection from another port is a problem)
+    keeps: dict[str, Callable[[Any], Any]] = field(default_factory=dict)  # data field → its setting
+    required: tuple[str, ...] = ()  # inputs that must be connected
+    # What stops this app from running the node as Rivet would, each naming it by node.label.
+    problems: Callable[[RivetNode], list[str]] = _no_problems
+    # Settings that follow from which of its output ports the graph connects.
+    wiring: Callable[[list[str]], dict] = _no_settings
+
+    def settings(self, node: RivetNode, connected_outputs: list[str]) -> dict:
+        """The engine node's settings: its title, the data it keeps, and what its wiring says."""
+        kept = {key: convert(node.data[key]) for key, convert in self.keeps.items() if key in node.data}
+        return {"title": node.title, **kept, **self.wiring(connected_outputs)}
+
+
+# The Rivet node types this app imports, by Rivet type, in the order they are defined below.
+SPECS: dict[str, RivetNodeSpec] = {}
+
+
+def rivet_node(spec: RivetNodeSpec, *, optional: tuple = (), outputs: tuple = (), **ports_and_flags):
+    """Register the decorated function as the engine node type `spec.node_type`, and `spec` as how
+    the importer reads its Rivet type. The node gets the `_gate` input of inlined subgraphs: the
+    engine already skips a node when an input did not run; nodes that take NOT_RAN check it here."""
 
     def register(run):
         async def gated(ctx, inputs, settings):
@@ -104,37 +186,84 @@ def rivet_node(name: str, *, optional: tuple = (), outputs: tuple = (), **spec):
             return await run(ctx, inputs, settings)
 
         gated.__doc__ = run.__doc__
-        node_type(name, optional=(*optional, GATE), outputs=outputs, **spec)(gated)
+        node_type(spec.node_type, optional=(*optional, GATE), outputs=outputs, **ports_and_flags)(gated)
+        SPECS[spec.rivet_type] = spec
         return run
 
     return register
 
 
-@rivet_node("rivet_text", any_inputs=True, outputs=("output",))
+def template_problems(node: RivetNode, template: str) -> list[str]:
+    return [
+        f"{node.label} uses {token}, which this app cannot fill (filters and @graphInputs/@context are not supported)"
+        for token in interpolation_problems(template)
+    ]
+
+
+TEXT = RivetNodeSpec(
+    "text",
+    "rivet_text",
+    accepts=lambda node, port, project: port in interpolation_names(node.text("text")),
+    emits=ports("output"),
+    keeps=keep(text=str_or_empty),
+    problems=lambda node: template_problems(node, node.text("text")),
+)
+
+
+@rivet_node(TEXT, any_inputs=True, outputs=("output",))
 async def text(ctx, inputs, settings):
     """Rivet text: settings.text with each {{name}} replaced by input `name` ('' if missing)."""
-    return {"output": interpolate(settings.get("text", ""), inputs)}
+    return {"output": rivet_interpolate(settings.get("text", ""), inputs)}
 
 
 MESSAGE_TYPES = ("system", "user", "assistant")
 
 
-@rivet_node("rivet_prompt", any_inputs=True, outputs=("output", "tokenCount"))
+def _prompt_accepts(node: RivetNode, port: str, project: Project) -> bool:
+    return (
+        port in interpolation_names(node.text("promptText"))
+        or (port == "type" and bool(node.data.get("useTypeInput")))
+        or (port == "name" and bool(node.data.get("useNameInput")))
+    )
+
+
+def _prompt_problems(node: RivetNode) -> list[str]:
+    found = template_problems(node, node.text("promptText"))
+    if node.data.get("enableFunctionCall"):
+        found.append(f"{node.label} uses function calls, which this app cannot run")
+    if not node.data.get("useTypeInput") and str_or_empty(node.data.get("type") or "user") not in MESSAGE_TYPES:
+        found.append(f"{node.label} makes a {node.text('type')!r} message, which this app cannot send")
+    return found
+
+
+PROMPT = RivetNodeSpec(
+    "prompt",
+    "rivet_prompt",
+    accepts=_prompt_accepts,
+    emits=lambda node, port, project: (
+        port == "output" or (port == "tokenCount" and bool(node.data.get("computeTokenCount")))
+    ),
+    keeps=keep("type", "name", "useTypeInput", "useNameInput", "computeTokenCount", promptText=str_or_empty),
+    problems=_prompt_problems,
+)
+
+
+@rivet_node(PROMPT, any_inputs=True, outputs=("output", "tokenCount"))
 async def prompt(ctx, inputs, settings):
     """Rivet prompt: a chat message {type, message} whose text is settings.promptText, interpolated."""
     values = dict(inputs)
     kind = settings.get("type") or "user"
     if settings.get("useTypeInput"):
-        kind = text_of(values.pop("type", None)) or kind
+        kind = as_rivet_string(values.pop("type", None)) or kind
     name = settings.get("name") or ""
     if settings.get("useNameInput"):
-        name = text_of(values.pop("name", None)) or name
+        name = as_rivet_string(values.pop("name", None)) or name
     if kind not in MESSAGE_TYPES:
         raise NodeError(f"message type {kind!r} is not one of {', '.join(MESSAGE_TYPES)}")
-    message = {"type": kind, "message": interpolate(settings.get("promptText", ""), values)}
+    message = {"type": kind, "message": rivet_interpolate(settings.get("promptText", ""), values)}
     if name:
         message["name"] = name
-    result = {"output": message}
+    result: dict[str, Any] = {"output": message}
     if settings.get("computeTokenCount"):
         result["tokenCount"] = tokens.count(message["message"])
     return result
@@ -165,6 +294,39 @@ CHAT_PARAMETER_INPUTS = (
     "audioFormat",
     "reasoningEffort",
 )
+CHAT_OUTPUTS = ("response", "in-messages", "all-messages", "responseTokens")
+
+
+def _use_flag(parameter: str) -> str:
+    """The data flag that gives a chat node an input for `parameter`, as Rivet names it."""
+    return {"top_p": "useTopPInput", "useTopP": "useUseTopPInput"}.get(
+        parameter, f"use{parameter[0].upper()}{parameter[1:]}Input"
+    )
+
+
+def _chat_problems(node: RivetNode) -> list[str]:
+    d = node.data
+    unsupported = {
+        "function calling": d.get("enableFunctionUse"),
+        "several choices": (d.get("numberOfChoices") or 1) != 1 or d.get("useNumberOfChoicesInput"),
+        "a JSON response format": d.get("responseFormat") not in (None, "", "text") or d.get("useResponseFormatInput"),
+        "a predicted output": d.get("usePredictedOutput"),
+        "audio": d.get("modalitiesIncludeAudio"),
+    }
+    return [f"{node.label} asks for {what}, which this app cannot do" for what, on in unsupported.items() if on]
+
+
+CHAT = RivetNodeSpec(
+    "chat",
+    "rivet_chat",
+    accepts=lambda node, port, project: (
+        port in ("systemPrompt", "prompt") or (port in CHAT_PARAMETER_INPUTS and bool(node.data.get(_use_flag(port))))
+    ),
+    emits=ports(*CHAT_OUTPUTS),
+    keeps=keep("model", "maxTokens", "temperature", "useMaxTokensInput", "useTemperatureInput"),
+    required=("prompt",),
+    problems=_chat_problems,
+)
 
 
 def chat_messages(prompt, system) -> list[dict]:
@@ -176,10 +338,10 @@ def chat_messages(prompt, system) -> list[dict]:
         if item is None or item is NOT_RAN:
             continue
         if is_message(item):
-            messages.append({"type": str(item["type"]), "message": text_of(item["message"])})
+            messages.append({"type": str(item["type"]), "message": as_rivet_string(item["message"])})
         else:
-            messages.append({"type": "user", "message": text_of(item)})
-    system_text = text_of(system)
+            messages.append({"type": "user", "message": as_rivet_string(item)})
+    system_text = as_rivet_string(system)
     if system_text:
         if messages and messages[0]["type"] == "system":
             messages.pop(0)
@@ -197,10 +359,10 @@ def _number(value, default: float, what: str) -> float:
 
 
 @rivet_node(
-    "rivet_chat",
+    CHAT,
     inputs=("prompt",),
     optional=("systemPrompt", *CHAT_PARAMETER_INPUTS),
-    outputs=("response", "in-messages", "all-messages", "responseTokens"),
+    outputs=CHAT_OUTPUTS,
     cached=True,
 )
 async def chat(ctx, inputs, settings):
@@ -237,7 +399,7 @@ async def chat(ctx, inputs, settings):
 def coerce(value, data_type: str):
     """A graph input as its declared Rivet data type (strings, numbers, booleans, arrays; others as given)."""
     if data_type == "string":
-        return text_of(value)
+        return as_rivet_string(value)
     if data_type == "number":
         if isinstance(value, bool):
             return int(value)
@@ -258,7 +420,23 @@ def type_default(data_type: str):
     return {"string": "", "number": 0, "boolean": False}.get(data_type)
 
 
-@rivet_node("rivet_graph_input", optional=("value", "default"), outputs=("data",))
+def _needs_id(node: RivetNode) -> list[str]:
+    return [] if node.text("id") else [f"{node.label} has no id"]
+
+
+# A graphInput of an inlined subgraph is fed by its caller: the importer sets `inlined`, and the
+# `value` input or `callerValue` (see rivet_import.py).
+GRAPH_INPUT = RivetNodeSpec(
+    "graphInput",
+    "rivet_graph_input",
+    accepts=lambda node, port, project: port == "default" and bool(node.data.get("useDefaultValueInput")),
+    emits=ports("data"),
+    keeps=keep("dataType", "defaultValue", "useDefaultValueInput", id=str_or_empty),
+    problems=_needs_id,
+)
+
+
+@rivet_node(GRAPH_INPUT, optional=("value", "default"), outputs=("data",))
 async def graph_input(ctx, inputs, settings):
     """Rivet graphInput: the run's input named settings.id (in a subgraph: what the subGraph node
     was given), else the `default` input, else settings.defaultValue."""
@@ -274,21 +452,83 @@ async def graph_input(ctx, inputs, settings):
     return {"data": type_default(data_type) if value is None else coerce(value, data_type)}
 
 
-@rivet_node("rivet_graph_output", optional=("value",), outputs=("valueOutput",), takes_not_ran=True)
+# The main graph's graphOutputs become the ports of one `output` node (see rivet_import.py).
+GRAPH_OUTPUT = RivetNodeSpec(
+    "graphOutput",
+    "rivet_graph_output",
+    accepts=ports("value"),
+    emits=ports("valueOutput"),
+    keeps=keep("dataType", id=str_or_empty),
+    problems=_needs_id,
+)
+
+
+@rivet_node(GRAPH_OUTPUT, optional=("value",), outputs=("valueOutput",), takes_not_ran=True)
 async def graph_output(ctx, inputs, settings):
     """Rivet graphOutput: passes its value on (not-ran stays not-ran) to the run's output settings.id."""
     return {"valueOutput": inputs.get("value")}
 
 
-@rivet_node("rivet_subgraph", any_inputs=True, outputs=("ran",))
+def _called_graph_ids(kind: str) -> PortTest:
+    """A subGraph node's ports: the ids of the `kind` nodes (graphInput, graphOutput) of the graph it calls."""
+
+    def test(node: RivetNode, port: str, project: Project) -> bool:
+        called = project.graphs.get(node.text("graphId"))
+        return called is not None and any(n.type == kind and n.text("id") == port for n in called.nodes.values())
+
+    return test
+
+
+SUBGRAPH = RivetNodeSpec(
+    "subGraph",
+    "rivet_subgraph",
+    accepts=_called_graph_ids(GRAPH_INPUT.rivet_type),
+    emits=_called_graph_ids(GRAPH_OUTPUT.rivet_type),
+    keeps=keep(graphId=str_or_empty),
+    problems=lambda node: (
+        [f"{node.label} uses its error output, which this app cannot provide"]
+        if node.data.get("useErrorOutput")
+        else []
+    ),
+)
+
+
+@rivet_node(SUBGRAPH, any_inputs=True, outputs=("ran",))
 async def subgraph(ctx, inputs, settings):
     """Rivet subGraph: the graph's nodes are inlined after it; this node only runs when all its
     inputs ran, and the inlined nodes wait for it (so a branch not taken skips the whole graph)."""
     return {"ran": True}
 
 
-@rivet_node(
+def _regex_problems(node: RivetNode) -> list[str]:
+    if node.data.get("useRegexInput"):
+        return []  # known only when the run gives it
+    try:
+        js_regex(node.text("regex"), bool(node.data.get("multilineMode")))
+    except re.error as exc:
+        return [f"{node.label}: {node.text('regex')!r} is not a valid regular expression ({exc})"]
+    return []
+
+
+EXTRACT_REGEX = RivetNodeSpec(
+    "extractRegex",
     "rivet_extract_regex",
+    accepts=lambda node, port, project: port == "input" or (port == "regex" and bool(node.data.get("useRegexInput"))),
+    emits=lambda node, port, project: (
+        port in ("matches", "succeeded", "failed") or re.fullmatch(r"output[1-9]\d*", port) is not None
+    ),
+    keeps=keep("useRegexInput", "errorOnFailed", "multilineMode", regex=str_or_empty),
+    required=("input",),
+    problems=_regex_problems,
+    # outputN connected beyond the regex's groups: the node emits None there, as Rivet does.
+    wiring=lambda connected: {
+        "outputs": max((int(port[6:]) for port in connected if re.fullmatch(r"output\d+", port)), default=0)
+    },
+)
+
+
+@rivet_node(
+    EXTRACT_REGEX,
     inputs=("input",),
     optional=("regex",),
     any_outputs=True,
@@ -299,15 +539,15 @@ async def extract_regex(ctx, inputs, settings):
     `matches`, and succeeded / failed (booleans). After a failed match the groups are None."""
     source = settings.get("regex", "")
     if settings.get("useRegexInput") and "regex" in inputs:
-        source = text_of(inputs["regex"])
+        source = as_rivet_string(inputs["regex"])
     try:
         pattern = js_regex(source, settings.get("multilineMode", False))
     except re.error as exc:
         raise NodeError(f"not a valid regular expression {source!r}: {exc}") from None
-    text = text_of(inputs["input"])
+    text = as_rivet_string(inputs["input"])
     found = list(pattern.finditer(text))
     count = max(pattern.groups, int(settings.get("outputs", 0)))
-    outputs = {f"output{i}": None for i in range(1, count + 1)} | {"matches": None}
+    outputs: dict[str, Any] = {f"output{i}": None for i in range(1, count + 1)} | {"matches": None}
     if not found:
         if settings.get("errorOnFailed"):
             raise NodeError(f"{source!r} does not match the input")
@@ -325,13 +565,22 @@ def rivet_truthy(value) -> bool:
     if value is None or value is NOT_RAN or value is False or value == "":
         return False
     if is_message(value):
-        return text_of(value) != ""
+        return as_rivet_string(value) != ""
     if isinstance(value, (list, tuple)):
         return len(value) > 0
     return True
 
 
-@rivet_node("rivet_if", optional=("if", "value"), outputs=("output", "falseOutput"), takes_not_ran=True)
+IF = RivetNodeSpec(
+    "if",
+    "rivet_if",
+    accepts=ports("if", "value"),
+    emits=ports("output", "falseOutput"),
+    keeps=keep("unconnectedControlFlowExcluded"),
+)
+
+
+@rivet_node(IF, optional=("if", "value"), outputs=("output", "falseOutput"), takes_not_ran=True)
 async def if_node(ctx, inputs, settings):
     """Rivet if: `value` on `output` when `if` is true, else on `falseOutput`; the other is not run.
     With no value, the taken branch gets not-run (settings.unconnectedControlFlowExcluded) or None."""
@@ -343,11 +592,39 @@ async def if_node(ctx, inputs, settings):
     return {"output": NOT_RAN, "falseOutput": value}
 
 
-@rivet_node("rivet_match", inputs=("input",), optional=("value",), any_outputs=True, outputs=("unmatched",))
+def _cases(node: RivetNode) -> list:
+    cases = node.data.get("cases")
+    return cases if isinstance(cases, list) else []
+
+
+def _match_problems(node: RivetNode) -> list[str]:
+    found = [] if isinstance(node.data.get("cases"), list) else [f"{node.label} has no list of cases"]
+    for i, case in enumerate(_cases(node), 1):
+        try:
+            js_regex(str_or_empty(case))
+        except re.error as exc:
+            found.append(f"{node.label}: case {i} {str_or_empty(case)!r} is not a valid regular expression ({exc})")
+    return found
+
+
+MATCH = RivetNodeSpec(
+    "match",
+    "rivet_match",
+    accepts=ports("input", "value"),
+    emits=lambda node, port, project: (
+        port == "unmatched" or port in {f"case{i}" for i in range(1, len(_cases(node)) + 1)}
+    ),
+    keeps=keep("exclusive", cases=lambda cases: [str_or_empty(case) for case in cases]),
+    required=("input",),
+    problems=_match_problems,
+)
+
+
+@rivet_node(MATCH, inputs=("input",), optional=("value",), any_outputs=True, outputs=("unmatched",))
 async def match(ctx, inputs, settings):
     """Rivet match: `value` (or the input) on case1, case2… for each of settings.cases (regular
     expressions) that the input matches, only the first if settings.exclusive; else on `unmatched`."""
-    text = text_of(inputs["input"])
+    text = as_rivet_string(inputs["input"])
     value = inputs["value"] if "value" in inputs else inputs["input"]
     outputs, matched = {}, False
     for i, case in enumerate(settings.get("cases") or [], 1):
@@ -364,8 +641,15 @@ async def match(ctx, inputs, settings):
 
 INPUT_PORT = re.compile(r"input(\d+)")
 
+COALESCE = RivetNodeSpec(
+    "coalesce",
+    "rivet_coalesce",
+    accepts=lambda node, port, project: port == "conditional" or INPUT_PORT.fullmatch(port) is not None,
+    emits=ports("output"),
+)
 
-@rivet_node("rivet_coalesce", any_inputs=True, outputs=("output",), takes_not_ran=True)
+
+@rivet_node(COALESCE, any_inputs=True, outputs=("output",), takes_not_ran=True)
 async def coalesce(ctx, inputs, settings):
     """Rivet coalesce: the first of input1, input2… that ran and has a value ('' and false count);
     not run when none has, or when `conditional` did not run."""

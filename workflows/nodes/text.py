@@ -1,6 +1,7 @@
 """Nodes without a language model: inputs, templates, keywords, control flow, outputs."""
 
 import re
+from typing import Any
 
 import orjson
 from asgiref.sync import sync_to_async
@@ -130,7 +131,7 @@ async def extract_regex(ctx, inputs, settings):
         raise NodeError(f"not a valid regular expression: {exc}") from None
     text = as_text(inputs["text"])
     found = pattern.search(text)
-    outputs = {f"output{i + 1}": NOT_RAN for i in range(pattern.groups)}
+    outputs: dict[str, Any] = {f"output{i + 1}": NOT_RAN for i in range(pattern.groups)}
     if found is None:
         return outputs | {"matches": [], "succeeded": NOT_RAN, "failed": text}
     for i in range(pattern.groups):
