@@ -56,6 +56,7 @@ def test_a_summary_that_cannot_start_leaves_the_transcript_stored(alice, speech,
     assert GraphChange.objects.filter(recording_id=recording.id).exists()
 
 
+@pytest.mark.services  # the graph write really goes to the broker (Redis)
 def test_a_broker_that_refuses_the_summary_run_leaves_the_transcript_stored(
     alice, speech, settings, monkeypatch, django_capture_on_commit_callbacks
 ):
