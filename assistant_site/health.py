@@ -4,8 +4,8 @@ import logging
 import urllib.request
 
 from django.conf import settings
-from django.core.cache import cache
 from django.db import connection
+from django_redis import get_redis_connection  # type: ignore[import-untyped]  # no py.typed marker in django-redis
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +22,7 @@ def database_is_reachable() -> bool:
 
 def redis_is_reachable() -> bool:
     try:
-        return bool(cache.client.get_client().ping())
+        return bool(get_redis_connection().ping())
     except Exception:
         log.exception("redis unreachable")
         return False

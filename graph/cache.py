@@ -7,7 +7,7 @@ The old entries simply expire.
 
 import hashlib
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import orjson
 from django.conf import settings
@@ -28,7 +28,8 @@ def graph_changed(owner: str) -> None:
 
 
 def version(owner: str) -> int:
-    return cache.get_or_set(_version_key(owner), 1, timeout=None)
+    # Never None: the key is set to 1 when missing.
+    return cast(int, cache.get_or_set(_version_key(owner), 1, timeout=None))
 
 
 def cached(owner: str, name: str, args: dict, compute: Callable[[], T]) -> T:

@@ -54,7 +54,8 @@ class SearchQuery:
         *whole, last = self.terms
         alternatives = [re.escape(t) + r"\b" for t in whole] + [re.escape(last) + r"\w*"]
         pattern = re.compile(r"\b(?:" + "|".join(alternatives) + ")", re.IGNORECASE)
-        pieces, at = [], 0
+        pieces: list[str] = []
+        at = 0
         for match in pattern.finditer(text):
             pieces.append(escape(text[at : match.start()]))
             pieces.append(f"<mark>{escape(match.group())}</mark>")

@@ -1,7 +1,10 @@
 """Celery tasks of the graph: they apply the outbox, so they take no arguments at all."""
 
+from typing import cast
+
 from celery import shared_task
 from django.core.cache import cache
+from django_redis.cache import RedisCache  # type: ignore[import-untyped]  # no py.typed marker in django-redis
 
 from . import outbox
 from .connection import GRAPH_UNAVAILABLE
@@ -21,7 +24,8 @@ from .connection import GRAPH_UNAVAILABLE
 def apply_graph_changes(self) -> int:
     # One applier at a time: two transactions rewriting the same recording's links could deadlock.
     # A task that finds the lock taken comes back in a second rather than be lost.
-    lock = cache.lock("graph:outbox-lock", timeout=600, blocking=False)
+    # The cache is django-redis (settings.CACHES): its lock() is a Redis lock on the prefixed key.
+    lock = cast(RedisCache, cache).lock("graph:outbox-lock", timeout=600, blocking=False)
     if not lock.acquire():
         raise self.retry(countdown=1, max_retries=None)
     try:

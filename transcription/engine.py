@@ -146,7 +146,7 @@ def model_source(name: str) -> str:
     return default_model_path() if name == BUNDLED_MODEL else name
 
 
-_models: dict[tuple[str, str], WhisperModel] = {}
+_models: dict[tuple[str, str, bool], WhisperModel] = {}
 _models_lock = threading.Lock()
 
 

@@ -195,7 +195,7 @@ def export_response(request, recording: Recording, fmt: str) -> HttpResponse:
     if cached:
         return cached
     body = render(fmt, recording, transcript, list(transcript.segments.all()))
-    content = orjson.dumps(body, option=orjson.OPT_INDENT_2) if fmt == "json" else body.encode()
+    content = orjson.dumps(body, option=orjson.OPT_INDENT_2) if isinstance(body, dict) else body.encode()
     response = HttpResponse(content, content_type=FORMATS[fmt])
     filename = f"{slugify(recording.title) or 'transcript'}.{fmt}"
     response["Content-Disposition"] = f'attachment; filename="{filename}"'

@@ -34,7 +34,8 @@ class UploadForm(forms.Form):
         self.fields["compute_type"].initial = settings.WHISPER_COMPUTE_TYPE
 
     def clean(self):
-        cleaned = super().clean()
+        super().clean()
+        cleaned = self.cleaned_data  # what forms.Form.clean() returns
         try:
             cleaned["options"] = self.options().resolved()
         except engine.OptionError as exc:
@@ -54,7 +55,7 @@ class UploadForm(forms.Form):
         )
 
     def error_text(self) -> str:
-        return " ".join(message for messages in self.errors.values() for message in messages)
+        return " ".join(str(message) for messages in self.errors.values() for message in messages)
 
     def clean_audio(self):
         audio = self.cleaned_data["audio"]

@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 # Wait for at least this much new audio between inference calls.
 MIN_STEP_SECONDS = 0.2
-POLICIES = {"local-agreement": LocalAgreement, "naive": NaiveWindow}
+POLICIES: dict[str, type[LocalAgreement | NaiveWindow]] = {"local-agreement": LocalAgreement, "naive": NaiveWindow}
 
 _pool: ThreadPoolExecutor | None = None
 _sessions: dict[str, "LiveSession"] = {}
@@ -241,7 +241,8 @@ def wav_bytes(pcm: bytes) -> bytes:
 
 def segments_of(words: list[Word], max_words: int = 40, pause: float = 1.0) -> list[list[Word]]:
     """Group words into segments at sentence ends, long pauses, or every max_words."""
-    segments, current = [], []
+    segments: list[list[Word]] = []
+    current: list[Word] = []
     for word in words:
         if current and (word.start - current[-1].end > pause or len(current) >= max_words):
             segments.append(current)

@@ -3,18 +3,18 @@
 import mimetypes
 import re
 
-from django.http import FileResponse, HttpResponse
+from django.http import FileResponse, HttpResponse, HttpResponseBase
 
 RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
-def audio_response(request, recording) -> HttpResponse:
+def audio_response(request, recording) -> HttpResponseBase:
     field = recording.audio
     size = field.size
     content_type = mimetypes.guess_type(field.name)[0] or "application/octet-stream"
     match = RANGE.match(request.headers.get("Range", "").strip())
     if not match or match.groups() == ("", ""):
-        response = FileResponse(field.open("rb"), content_type=content_type)
+        response: HttpResponseBase = FileResponse(field.open("rb"), content_type=content_type)
         response["Accept-Ranges"] = "bytes"
         return response
     first, last = match.groups()

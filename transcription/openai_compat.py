@@ -13,6 +13,7 @@ import orjson
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpResponse, JsonResponse
 from django.http.multipartparser import MultiPartParserError
 from django.views.decorators.csrf import csrf_exempt
@@ -81,15 +82,17 @@ def parse_request(request) -> tuple[UploadForm, engine.Options, str, set[str]]:
         field, messages = next(iter(form.errors.items()))
         param = {"audio": "file", "__all__": None}.get(field, field)
         status = 413 if form.has_error("audio", code="too_large") else 400
-        message = " ".join(messages)
+        message = " ".join(str(m) for m in messages)
         raise BadRequest(message if param in (None, "file") else f"{param}: {message}", param, status)
     options = form.cleaned_data["options"]
     return form, options, response_format, granularities or {"segment"}
 
 
-async def wait_until_finished(recording_id: int) -> Recording.Status:
+async def wait_until_finished(recording_id: int) -> str:
     """Wait for the worker to finish the recording, woken by its progress messages."""
     layer = get_channel_layer()
+    if layer is None:
+        raise ImproperlyConfigured("CHANNEL_LAYERS has no default layer")
     channel = await layer.new_channel()
     group = recording_group(recording_id)
     await layer.group_add(group, channel)

@@ -6,6 +6,7 @@ import time
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +22,10 @@ def publish(recording) -> None:
     hiccup of the channel layer must not fail the job.
     """
     try:
-        async_to_sync(get_channel_layer().group_send)(
+        layer = get_channel_layer()
+        if layer is None:
+            raise ImproperlyConfigured("CHANNEL_LAYERS has no default layer")
+        async_to_sync(layer.group_send)(
             recording_group(recording.id),
             {"type": "recording.progress", "data": recording.progress_payload()},
         )

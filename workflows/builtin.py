@@ -1,9 +1,11 @@
 """The workflows shipped with the app, installed (and kept up to date) after every migrate."""
 
+from typing import Any
+
 SUMMARY = "summary"
 ASK = "ask"
 
-BUILTIN = {
+BUILTIN: dict[str, dict[str, Any]] = {
     SUMMARY: {
         "name": "Summary, keywords and entities",
         "description": "Summarises the transcript (map-reduce, extractive fallback), lists its key phrases, "

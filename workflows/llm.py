@@ -9,9 +9,11 @@ import logging
 from collections.abc import Awaitable, Callable
 from functools import lru_cache
 from pathlib import Path
+from typing import Any, cast
 
 import openai
 from django.conf import settings
+from openai.types.chat import ChatCompletionMessageParam
 from tenacity import (
     AsyncRetrying,
     retry_if_exception,
@@ -57,7 +59,7 @@ class LLM:
         on_retry: Callable[[int], Awaitable[None]] | None = None,
     ) -> tuple[str, int]:
         """The reply's text and the number of attempts it took. Tokens go to `on_token` as they come."""
-        extra = {}
+        extra: dict[str, Any] = {}
         if json_schema is not None:
             extra["response_format"] = response_format(json_schema)
         retrying = AsyncRetrying(
@@ -78,7 +80,8 @@ class LLM:
                     parts = []
                     stream = await self.client.chat.completions.create(
                         model=self.model,
-                        messages=messages,
+                        # Plain dicts in the chat API's shape; the SDK types them as TypedDicts.
+                        messages=cast(list[ChatCompletionMessageParam], messages),
                         stream=True,
                         max_tokens=max_tokens,
                         temperature=temperature,

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
+from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 
 from . import engine
@@ -59,6 +60,8 @@ async def execute(run_id: int, llm: LLM | None = None, set_knowledge: SetKnowled
     if run is None:
         return None
     layer = get_channel_layer()
+    if layer is None:
+        raise ImproperlyConfigured("CHANNEL_LAYERS has no default layer")
     group = run_group(run.pk)
 
     async def emit(node_id: str, message: dict) -> None:

@@ -44,7 +44,9 @@ def prompt_budget(max_output_tokens: int, overhead_tokens: int = 64) -> int:
 def chunks(text: str, budget: int) -> list[str]:
     """The text in pieces of at most `budget` tokens, cut at sentence ends (words if a sentence is
     longer than the budget)."""
-    pieces, current, used = [], [], 0
+    pieces: list[str] = []
+    current: list[str] = []
+    used = 0
     for sentence in SENTENCE_END.split(text.strip()):
         size = count(sentence)
         if size > budget:  # one overlong sentence: by words

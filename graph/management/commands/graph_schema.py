@@ -1,5 +1,6 @@
 import io
 import time
+from typing import TextIO, cast
 
 import neomodel
 from django.core.management.base import BaseCommand, CommandError
@@ -26,7 +27,8 @@ class Command(BaseCommand):
                     raise CommandError(f"Neo4j is not reachable: {exc}") from exc
                 time.sleep(1)
         # neomodel reports each constraint, including the ones already there: detail for -v 2.
-        neomodel.db.install_all_labels(stdout=self.stdout if verbosity > 1 else io.StringIO())
+        # neomodel only calls write(), which Django's OutputWrapper (a TextIOBase, not a TextIO) has.
+        neomodel.db.install_all_labels(stdout=cast(TextIO, self.stdout) if verbosity > 1 else io.StringIO())
         existing = {row[0] for row in neomodel.db.cypher_query("SHOW FULLTEXT INDEXES YIELD name")[0]}
         for name, (label, properties) in FULLTEXT_INDEXES.items():
             if name in existing:
