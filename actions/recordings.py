@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from graph import outbox as graph_outbox
 from graph.models import GraphChange
-from transcription import engine, jobs, live
+from transcription import engine, jobs, live, live_store
 from transcription.models import Recording
 from transcription.progress import publish
 from workflows import builtin
@@ -103,6 +103,22 @@ def save_live_session(session: live.LiveSession) -> Recording:
         recording.save()
         store_transcript(recording, result)
     return recording
+
+
+def save_abandoned_live_sessions() -> int:
+    """Save the live sessions whose web process died and that nobody resumed within
+    LIVE_RESUME_SECONDS: their spooled audio and committed words, the rest transcribed here."""
+    saved = 0
+    for session_id in live_store.abandoned_sessions(settings.LIVE_RESUME_SECONDS):
+        session = live.LiveSession.take_abandoned(session_id, save_live_session)
+        if session is None:
+            continue  # another process took it meanwhile
+        if session.received_bytes:
+            save_live_session(session)
+            saved += 1
+        session.discard()
+        log.info("saved abandoned live session %s", session_id)
+    return saved
 
 
 def set_knowledge(owner_id: int, recording_id: int, entities: list[dict]) -> int:

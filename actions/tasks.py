@@ -14,6 +14,12 @@ def transcribe_recording(recording_id: int) -> bool:
     return recordings.transcribe(recording_id)
 
 
+@shared_task
+def save_abandoned_live_sessions() -> int:
+    # Periodic (settings.CELERY_BEAT_SCHEDULE), in the transcription worker, which has the model.
+    return recordings.save_abandoned_live_sessions()
+
+
 @shared_task(time_limit=1800, soft_time_limit=1700)
 def run_workflow(run_id: int) -> str | None:
     run = asyncio.run(workflow_runs.execute(run_id))

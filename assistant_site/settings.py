@@ -162,6 +162,7 @@ CELERY_WORKER_CONCURRENCY = env_int("CELERY_WORKER_CONCURRENCY", CPU_COUNT, mini
 CELERY_TASK_ROUTES = {"actions.tasks.run_workflow": {"queue": "workflows"}}
 CELERY_BEAT_SCHEDULE = {
     "apply-graph-changes": {"task": "graph.tasks.apply_graph_changes", "schedule": 60.0},
+    "save-abandoned-live-sessions": {"task": "actions.tasks.save_abandoned_live_sessions", "schedule": 30.0},
 }
 
 # --- Neo4j (neomodel 7): https://neomodel.readthedocs.io/en/latest/configuration.html
@@ -248,6 +249,9 @@ LIVE_MAX_FRAME_BYTES = env_int("LIVE_MAX_FRAME_BYTES", 64 * 1024, minimum=2)
 LIVE_MAX_LAG_SECONDS = env_float("LIVE_MAX_LAG_SECONDS", 4.0, minimum=0.5)
 # A dropped connection may resume its session within this time.
 LIVE_RESUME_SECONDS = env_float("LIVE_RESUME_SECONDS", 30.0, minimum=0)
+# Live audio is appended here as it arrives (one file per session), so no web process holds it in
+# memory and any process can resume a session; several machines need it on a shared volume.
+LIVE_SPOOL_DIR = Path(env_str("LIVE_SPOOL_DIR", str(VAR_DIR / "live")))
 
 # --- Uploads: https://docs.djangoproject.com/en/5.2/topics/http/file-uploads/
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(VAR_DIR / "media")))

@@ -9,11 +9,12 @@ import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 
+from actions.recordings import save_live_session
 from assistant_site.asgi import application
 from graph import nodes as g
 from tests.factories import words
 from tests.test_progress_socket import session_cookie
-from transcription import engine, live
+from transcription import engine, live, live_store
 from transcription.models import Recording
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
@@ -23,10 +24,13 @@ FRAME_SECONDS = 0.2
 
 @pytest.fixture(autouse=True)
 def no_leftover_sessions():
-    # Sessions live in a per-process registry; one a test left waiting for a resume must not
-    # count against the next test's stream limit (user ids are reused).
+    # Sessions live in a per-process registry and in Redis; one a test left waiting for a resume
+    # must not count against the next test's stream limit (user ids are reused).
     yield
     live._sessions.clear()
+    client = live_store.client()
+    for key in client.scan_iter("live:*"):
+        client.delete(key)
 
 
 def live_socket(cookie=None, origin=b"http://127.0.0.1:8000"):
@@ -212,7 +216,7 @@ async def test_a_dropped_connection_resumes_its_session(alice, speech):
         await ws.send_to(bytes_data=frame)
         await asyncio.sleep(FRAME_SECONDS)
     # While the first socket is still attached, nobody else can feed the session.
-    assert live.LiveSession.resume(alice.id, session_id) is None
+    assert await live.LiveSession.resume(alice.id, session_id, save_live_session) is None
     await ws.disconnect()
 
     again = await connected(alice)
@@ -229,7 +233,7 @@ async def test_a_dropped_connection_resumes_its_session(alice, speech):
     assert {"fox", "dog"} <= words(recording.transcript.text)
 
     # Another user cannot take the session over.
-    assert live.LiveSession.resume(alice.id + 1000, session_id) is None
+    assert await live.LiveSession.resume(alice.id + 1000, session_id, save_live_session) is None
 
 
 async def test_an_idle_socket_outlives_the_channel_layers_blocking_wait(alice):

@@ -112,7 +112,7 @@ class LiveTranscriptionConsumer(JsonConsumer):
             await self._error("already_started", "This stream has already started.")
             return
         resume = message.get("resume")
-        session = live.LiveSession.resume(self.user.id, str(resume)) if resume else None
+        session = await live.LiveSession.resume(self.user.id, str(resume), save_live_session) if resume else None
         resumed = session is not None
         if session is None:
             options = engine.Options(language=str(message.get("language") or ""), model=str(message.get("model") or ""))

@@ -1,9 +1,12 @@
 """Live sessions: audio in from a WebSocket, partial and final text out, a Recording at the end.
 
 A session outlives its socket for LIVE_RESUME_SECONDS, so a client whose connection drops can
-reconnect and carry on. Inference runs on a shared thread pool (one worker per core, one model
-shared by all streams), never on the event loop. The registry is per process: a deployment with
-several Daphne processes needs sticky WebSocket routing for resuming to find its session.
+reconnect and carry on, through any web process: the session's audio and committed words live
+outside the process (live_store.py), and a process that resumes a session another one serves asks
+for it and takes it over (or, if that process died, takes it once its lease runs out). A session
+whose process died and that nobody resumes is saved by the worker (`abandoned_sessions`).
+Inference runs on a shared thread pool (one worker per core, one model shared by all streams),
+never on the event loop.
 
 Saving a finished session is not this module's business: whoever starts a session hands it the
 function that saves it (the actions layer's `save_live_session`), so it is stored exactly like an
@@ -24,6 +27,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from . import engine
+from .live_store import LEASE_SECONDS, SessionStore, open_sessions
 from .models import Recording
 from .streaming import SAMPLE_RATE, LocalAgreement, NaiveWindow, Word, text_of
 
@@ -52,18 +56,24 @@ class TooManyStreams(Exception):
     pass
 
 
-def open_streams(user_id: int) -> int:
-    return sum(1 for s in _sessions.values() if s.user_id == user_id and not s.closed)
-
-
 class LiveSession:
-    def __init__(self, user_id: int, options: engine.Options, save: Save, policy: str = "local-agreement"):
-        self.id = uuid.uuid4().hex
+    def __init__(
+        self,
+        user_id: int,
+        options: engine.Options,
+        save: Save,
+        policy: str = "local-agreement",
+        session_id: str | None = None,
+    ):
+        self.id = session_id or uuid.uuid4().hex
         self.user_id = user_id
         self.save = save
         self.options = options.resolved()
+        self.policy = policy
         self.transcriber = POLICIES[policy](self.options)
-        self.pcm = bytearray()  # everything received, kept for the saved recording
+        self.store = SessionStore(self.id)
+        self.spool = None  # the audio file, appended to as frames arrive
+        self.received_bytes = 0
         self.pending: list[np.ndarray] = []  # received, not yet handed to the transcriber
         self.send: Send | None = None
         self.closed = False
@@ -71,30 +81,120 @@ class LiveSession:
         self._new_audio = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._expiry: asyncio.Task | None = None
+        self._keeper: asyncio.Task | None = None
 
     @classmethod
     def start(cls, user_id: int, options: engine.Options, policy: str, save: Save) -> "LiveSession":
-        if open_streams(user_id) >= settings.LIVE_MAX_STREAMS_PER_USER:
+        if open_sessions(user_id) >= settings.LIVE_MAX_STREAMS_PER_USER:
             raise TooManyStreams
         session = cls(user_id, options, save, policy)
-        _sessions[session.id] = session
+        session.store.create(user_id, session.options.to_dict(), policy)
+        session.store.take_lease()
+        session._serve()
+        return session
+
+    @classmethod
+    async def resume(cls, user_id: int, session_id: str, save: Save) -> "LiveSession | None":
+        """The user's session, from this process or taken over from the one serving it (or that
+        served it and died). None if there is no such session, or it is still attached to a socket."""
+        session = _sessions.get(session_id)
+        if session is not None:
+            if session.user_id != user_id or session.closed or session.send is not None:
+                return None  # not theirs, over, or still fed by a live socket: one feed per session
+            if session._expiry:
+                session._expiry.cancel()
+                session._expiry = None
+            return session
+        store = SessionStore(session_id)
+        meta = await sync_to_async(store.meta, thread_sensitive=False)()
+        if meta is None or meta["user_id"] != user_id:
+            return None
+        if not await cls._take_over(store):
+            return None
+        session = cls(user_id, engine.Options.from_dict(meta["options"]), save, meta["policy"], session_id)
+        await asyncio.get_running_loop().run_in_executor(inference_pool(), session._restore)
+        session._serve()
+        log.info("live session %s taken over by this process", session_id)
         return session
 
     @staticmethod
-    def resume(user_id: int, session_id: str) -> "LiveSession | None":
-        session = _sessions.get(session_id)
-        if session is None or session.user_id != user_id or session.closed:
+    async def _take_over(store: SessionStore) -> bool:
+        """Ask the process serving the session to hand it over, and take its lease once free: at
+        once if that process is idle, within LEASE_SECONDS if it died."""
+        store.ask_for_it()
+        deadline = time.monotonic() + LEASE_SECONDS + 1.0
+        while time.monotonic() < deadline:
+            if store.take_lease():
+                return True
+            await asyncio.sleep(0.1)
+        return False
+
+    def _restore(self) -> None:
+        """Rebuild the transcriber from the store: the committed words, and the audio after them."""
+        committed = self.store.words()
+        start_sample = int((committed[-1].end if committed else 0.0) * SAMPLE_RATE)
+        self.received_bytes = self.store.spooled_bytes()
+        start_sample = min(start_sample, self.received_bytes // 2)
+        pcm = self.store.read_pcm(start_sample)
+        audio = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
+        self.transcriber.restore(committed, audio, start_sample / SAMPLE_RATE)
+
+    @classmethod
+    def take_abandoned(cls, session_id: str, save: Save) -> "LiveSession | None":
+        """A session whose process died and that nobody resumed, with its last words transcribed
+        (in the caller's thread): ready to save. None if another process has it."""
+        store = SessionStore(session_id)
+        meta = store.meta()
+        if meta is None or not store.take_lease():
             return None
-        if session.send is not None:
-            return None  # still attached to a live socket: one feed per session
-        if session._expiry:
-            session._expiry.cancel()
-            session._expiry = None
+        session = cls(meta["user_id"], engine.Options.from_dict(meta["options"]), save, meta["policy"], session_id)
+        session._restore()
+        if len(session.transcriber.buffer):
+            session.transcriber.process()
+        session.transcriber.finish()
+        session.closed = True
         return session
+
+    def _serve(self) -> None:
+        """From now on this process serves the session: it keeps the lease and appends to the spool."""
+        self.spool = self.store.open_spool()
+        _sessions[self.id] = self
+        self._keeper = asyncio.create_task(self._keep_lease())
+
+    async def _keep_lease(self) -> None:
+        """Renew the lease every second; hand the session over when another process asks for it
+        while no socket feeds it here."""
+        try:
+            while not self.closed:
+                await asyncio.sleep(1.0)
+                if self.send is None and self.store.is_wanted():
+                    self._hand_over()
+                    return
+                if not self.store.renew_lease():
+                    log.warning("live session %s: lease lost; another process serves it now", self.id)
+                    self._let_go()
+                    return
+        except asyncio.CancelledError:
+            pass
+
+    def _hand_over(self) -> None:
+        log.info("live session %s handed over to another process", self.id)
+        self._let_go()
+        self.store.release_lease()
+
+    def _let_go(self) -> None:
+        """Stop serving the session here, without saving it: another process carries it on."""
+        self.closed = True
+        for task in (self._task, self._expiry):
+            if task:
+                task.cancel()
+        _sessions.pop(self.id, None)
+        if self.spool:
+            self.spool.close()
 
     @property
     def received_samples(self) -> int:
-        return len(self.pcm) // 2
+        return self.received_bytes // 2
 
     def attach(self, send: Send) -> None:
         self.send = send
@@ -102,8 +202,10 @@ class LiveSession:
             self._task = asyncio.create_task(self._run())
 
     def feed(self, frame: bytes) -> None:
-        """PCM16 little-endian mono 16 kHz; cheap, on the event loop."""
-        self.pcm += frame
+        """PCM16 little-endian mono 16 kHz; cheap, on the event loop (one unbuffered append)."""
+        assert self.spool is not None
+        self.spool.write(frame)
+        self.received_bytes += len(frame)
         self.pending.append(np.frombuffer(frame, dtype="<i2").astype(np.float32) / 32768.0)
         self._new_audio.set()
 
@@ -160,6 +262,7 @@ class LiveSession:
         started = time.perf_counter()
         update = await loop.run_in_executor(inference_pool(), self.transcriber.process)
         self.inference_seconds += time.perf_counter() - started
+        self.store.add_words(update.committed)
         await self._send_update(update.committed, update.partial)
 
     async def _send_update(self, committed: list[Word], partial: list[Word]) -> None:
@@ -195,15 +298,27 @@ class LiveSession:
         self._drain()
         update = await loop.run_in_executor(inference_pool(), self.transcriber.process)
         rest = self.transcriber.finish()
+        self.store.add_words(update.committed + rest)
         await self._send_update(update.committed + rest, [])
         _sessions.pop(self.id, None)
-        if not self.pcm:
+        if self._keeper:
+            self._keeper.cancel()
+        if self.spool:
+            self.spool.close()
+        if not self.received_bytes:
+            self.discard()
             return None
-        return await sync_to_async(self.save)(self)
+        recording = await sync_to_async(self.save)(self)
+        self.discard()
+        return recording
+
+    def discard(self) -> None:
+        """Forget the session's state outside the process: saved (or empty), it is over."""
+        self.store.delete(self.user_id)
 
     def wav(self) -> bytes:
         """Everything received, as a WAV file."""
-        return wav_bytes(bytes(self.pcm))
+        return wav_bytes(self.store.read_pcm())
 
     def result(self) -> engine.TranscriptionResult:
         """The committed words as a transcript, in the shape of a file transcription's."""

@@ -131,6 +131,15 @@ class LocalAgreement:
     def insert_audio(self, audio: np.ndarray) -> None:
         self.buffer = np.concatenate([self.buffer, audio.astype(np.float32, copy=False)])
 
+    def restore(self, committed: list[Word], audio: np.ndarray, start: float) -> None:
+        """Carry on a stream another process served: its committed words, and its audio from
+        stream time `start` (the end of what was committed) on."""
+        self.committed = list(committed)
+        self.buffer, self.buffer_start = np.zeros(0, dtype=np.float32), start
+        self.insert_audio(audio)
+        self.vad_checked_until = start
+        self.processed_until = self.received_seconds  # what is pending now is not lag
+
     def process(self) -> Update:
         """Transcribe the buffer; commit what the last two hypotheses agree on."""
         self.processed_until = self.received_seconds
@@ -246,6 +255,12 @@ class NaiveWindow:
         if drop > 0:
             self.buffer = self.buffer[drop:]
             self.buffer_start += drop / SAMPLE_RATE
+
+    def restore(self, committed: list[Word], audio: np.ndarray, start: float) -> None:
+        self.committed = list(committed)
+        self.buffer, self.buffer_start = np.zeros(0, dtype=np.float32), start
+        self.insert_audio(audio)
+        self.processed_until = self.received_seconds
 
     def process(self) -> Update:
         self.processed_until = self.received_seconds
