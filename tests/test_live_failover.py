@@ -161,3 +161,34 @@ async def test_a_session_nobody_resumes_is_saved_by_the_worker(alice, speech, we
     saved_audio = await asyncio.to_thread(engine.decode_audio, recording.audio.path)
     assert len(saved_audio) == spooled // 2
     assert await database_sync_to_async(recordings.save_abandoned_live_sessions)() == 0  # saved once
+
+
+async def test_a_session_moves_to_another_process_while_the_first_still_runs(alice, speech, web_processes):
+    """A load balancer may send the reconnecting page anywhere: the process holding the session
+    hands it over at once instead of waiting out its lease."""
+    path, _ = speech
+    pcm = b"".join(pcm16_frames(path))
+    half = len(pcm) // 2 // 2 * 2
+    cookie = await database_sync_to_async(session_cookie)(alice)
+    first, second = await asyncio.to_thread(web_processes), await asyncio.to_thread(web_processes)
+
+    ws = await open_live(first, cookie)
+    await ws.send(orjson.dumps({"type": "start", "language": "en"}).decode())
+    session_id = (await next_of(ws, "ready"))["session"]
+    await stream(ws, pcm[:half])
+    await ws.close()  # the connection drops; the first process keeps the session for a resume
+
+    ws = await open_live(second, cookie)
+    await ws.send(orjson.dumps({"type": "start", "resume": session_id}).decode())
+    ready = await next_of(ws, "ready", timeout=30)
+    assert ready["resumed"] is True and ready["received"] * 2 <= half
+    await stream(ws, pcm[ready["received"] * 2 :])
+    await ws.send(orjson.dumps({"type": "stop"}).decode())
+    saved = await next_of(ws, "saved")
+    await ws.close()
+
+    recording = await Recording.objects.select_related("transcript").aget(pk=saved["recording"], owner=alice)
+    assert len(await asyncio.to_thread(engine.decode_audio, recording.audio.path)) == len(pcm) // 2
+    assert {"fox", "dog"} <= words(recording.transcript.text)
+    assert "handed over to another process" in first.log.read_text()
+    assert first.process.poll() is None  # it is still serving others
