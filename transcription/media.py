@@ -1,20 +1,41 @@
-"""The recording's own audio, to its owner, with HTTP range requests so the player can seek."""
+"""The recording's own audio, to its owner, with HTTP range requests so the player can seek.
+
+Behind nginx (deploy/nginx) the app only decides: the caller has checked the owner, and the answer
+is an empty response naming the file in X-Accel-Redirect; nginx serves it from disk, ranges
+included, so no app process reads or holds the audio. Without nginx the app serves it itself.
+"""
 
 import mimetypes
 import re
+from urllib.parse import quote
 
+from django.conf import settings
 from django.http import FileResponse, HttpResponse, HttpResponseBase
 
 RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+# nginx's internal location that aliases MEDIA_ROOT (deploy/nginx/config.py PROTECTED_MEDIA).
+ACCEL_PREFIX = "/protected-media/"
+
+
+def _nginx_serves_files(request) -> bool:
+    """nginx sets X-Sendfile-Type on every request it passes on (replacing a client's own), so the
+    header means an nginx that can serve the file is reading this answer. Sent to the app directly
+    by a client, it only earns that client an empty response for its own recording."""
+    enabled = bool(getattr(settings, "MEDIA_X_ACCEL", True))
+    return enabled and request.headers.get("X-Sendfile-Type") == "X-Accel-Redirect"
 
 
 def audio_response(request, recording) -> HttpResponseBase:
     field = recording.audio
-    size = field.size
     content_type = mimetypes.guess_type(field.name)[0] or "application/octet-stream"
+    if _nginx_serves_files(request):
+        response: HttpResponseBase = HttpResponse(content_type=content_type)
+        response["X-Accel-Redirect"] = ACCEL_PREFIX + quote(field.name)
+        return response
+    size = field.size
     match = RANGE.match(request.headers.get("Range", "").strip())
     if not match or match.groups() == ("", ""):
-        response: HttpResponseBase = FileResponse(field.open("rb"), content_type=content_type)
+        response = FileResponse(field.open("rb"), content_type=content_type)
         response["Accept-Ranges"] = "bytes"
         return response
     first, last = match.groups()
