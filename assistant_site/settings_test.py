@@ -1,7 +1,8 @@
 """Settings for the test suite: the base settings, pointed at test-only services and data.
 
-The suite starts its own Redis and Neo4j on these ports (tests/services.py), so it never touches
-the data of a running app. Any of them can still be overridden from the environment.
+The suite starts its own PostgreSQL, Redis and Neo4j on these ports (tests/services.py), so it never
+touches the data of a running app. Any of them can still be overridden from the environment: with
+DATABASE_URL=sqlite:///… the suite runs on SQLite.
 """
 
 import os
@@ -11,7 +12,7 @@ _VAR = Path(__file__).resolve().parent.parent / "var" / "test"
 os.environ.setdefault("VAR_DIR", str(_VAR))
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6390/0")
 os.environ.setdefault("NEO4J_BOLT_URL", "bolt://neo4j:neo4j@127.0.0.1:7690")
-os.environ.setdefault("DATABASE_URL", f"sqlite:///{_VAR / 'db.sqlite3'}")
+os.environ.setdefault("POSTGRES_PORT", "5490")  # and so the default DATABASE_URL
 os.environ.setdefault("CELERY_WORKER_CONCURRENCY", "1")
 os.environ.setdefault("WHISPER_CPU_THREADS", "2")
 os.environ.setdefault("PROGRESS_INTERVAL_SECONDS", "0")
@@ -23,9 +24,10 @@ os.environ.setdefault("LLM_RETRY_INITIAL_SECONDS", "0.05")
 from .settings import *
 from .settings import DATABASES, VAR_DIR
 
-# The worker and Daphne run as separate processes in the tests, so the test database must be a
-# file they can open (not SQLite's default in-memory test database).
-DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The worker and Daphne run as separate processes in the tests, so the test database must be a
+    # file they can open (not SQLite's default in-memory test database).
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},

@@ -1,6 +1,10 @@
-"""Fixtures that start or reach the real parts: Redis, Neo4j, a Celery worker, Daphne, Chromium.
+"""Fixtures that start or reach the real parts: PostgreSQL, Redis, Neo4j, a Celery worker, Daphne, Chromium.
 
-Services are opt-in. A test that needs Redis or Neo4j (the cache, the channel layer, Celery, the
+The database is PostgreSQL (tests/services.py starts it on the test port before pytest-django makes the
+test database in it; about a second), for every test that uses the database, the fast tier's too: the
+app runs on PostgreSQL, so its tests do. With DATABASE_URL=sqlite:///… nothing is started.
+
+The other services are opt-in. A test that needs Redis or Neo4j (the cache, the channel layer, Celery, the
 graph) is marked `services` (`pytestmark = pytest.mark.services` for a whole module); a test that uses
 the worker, Daphne or the LLM server is marked so by its fixture. Only those tests start them: the
 others (the fast tier, `make test-fast` = `pytest -m "not services"`) run with nothing else up.
@@ -37,6 +41,14 @@ def pytest_collection_modifyitems(items):
 def empty_media():
     """Uploads of earlier runs are removed once, at the start of the session."""
     shutil.rmtree(settings.MEDIA_ROOT, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
+    """PostgreSQL up before pytest-django creates the test database in it (and after it drops it)."""
+    server = services.start_postgres(settings.DATABASES, settings.POSTGRES_PORT, Path(settings.VAR_DIR) / "postgres")
+    yield
+    services.stop(server)
 
 
 @pytest.fixture(scope="session")
@@ -102,7 +114,7 @@ def _wait_for_log(process, log: Path, needle: str, timeout: float):
 def celery_worker_process(real_services, django_db_setup, django_db_blocker, tmp_path_factory):
     """A real Celery worker process on the test database and the test Redis."""
     log = tmp_path_factory.mktemp("worker") / "worker.log"
-    env = services.test_process_env(settings.DATABASES["default"]["NAME"])
+    env = services.test_process_env(settings.DATABASES["default"])
     process = subprocess.Popen(
         [
             sys.executable,
@@ -146,7 +158,7 @@ def daphne_server(django_db_setup, celery_worker_process, tmp_path_factory):
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     log = tmp_path_factory.mktemp("daphne") / "daphne.log"
-    env = services.test_process_env(settings.DATABASES["default"]["NAME"])
+    env = services.test_process_env(settings.DATABASES["default"])
     process = subprocess.Popen(
         [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "assistant_site.asgi:application"],
         cwd=ROOT,

@@ -1,4 +1,4 @@
-"""Start the real Redis and Neo4j the suite runs against (test ports, test data dirs).
+"""Start the real PostgreSQL, Redis and Neo4j the suite runs against (test ports, test data dirs).
 
 A service already listening on its test port is reused (handy while developing: keep them up
 between runs); otherwise it is started here and stopped when the suite ends.
@@ -11,7 +11,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import quote, urlparse
+
+from assistant_site.local_postgres import LocalPostgres, bundled_database
 
 ROOT = Path(__file__).resolve().parent.parent
 NEO4J_CLASSPATH = f"{ROOT}/graph/neo4j/target/classes:{ROOT}/graph/neo4j/target/lib/*"
@@ -35,6 +37,19 @@ def wait_until_listening(
         time.sleep(0.2)
     process.kill()
     raise RuntimeError(f"{process.args[0]} did not listen on {host}:{port} within {timeout}s; see {log}")
+
+
+def start_postgres(databases: dict, port: int, data_dir: Path) -> LocalPostgres | None:
+    """The suite's PostgreSQL, when the default database is on the bundled server's test port (not with
+    SQLite, nor a server of your own): initdb'd once, started with no fsync (its data is thrown away),
+    the app's role and database created. None if it was running already (it is then left running)."""
+    app_database = bundled_database(databases, port)
+    if app_database is None:
+        return None
+    server = LocalPostgres(data_dir, port, durable=False)
+    started = server.start()
+    server.ensure_database(*app_database)
+    return server if started else None
 
 
 def start_redis(url: str, data_dir: Path) -> subprocess.Popen | None:
@@ -112,7 +127,10 @@ def start_llm(url: str, log: Path) -> subprocess.Popen | None:
     return process
 
 
-def stop(process: subprocess.Popen | None) -> None:
+def stop(process: subprocess.Popen | LocalPostgres | None) -> None:
+    if isinstance(process, LocalPostgres):
+        process.stop()
+        return
     if process is None or process.poll() is not None:
         return
     process.terminate()
@@ -123,10 +141,27 @@ def stop(process: subprocess.Popen | None) -> None:
         process.wait()
 
 
-def test_process_env(database_path: str) -> dict:
-    """Environment for app processes (worker, Daphne) started by the tests: same settings, same test DB."""
+def database_url(database: dict) -> str:
+    """A DATABASES entry back as the DATABASE_URL that gives it (SQLite or PostgreSQL)."""
+    if database["ENGINE"] == "django.db.backends.sqlite3":
+        return f"sqlite:///{database['NAME']}"
+    credentials = quote(database["USER"], safe="")
+    if database["PASSWORD"]:
+        credentials += ":" + quote(database["PASSWORD"], safe="")
+    address = f"{database['HOST']}:{database['PORT'] or 5432}"
+    return f"postgres://{credentials}@{address}/{quote(database['NAME'], safe='')}"
+
+
+def test_process_env(database: dict | str | None = None) -> dict:
+    """Environment for app processes (worker, Daphne) started by the tests: same settings, same test
+    DB. By default the test database (`settings.DATABASES["default"]` once pytest-django has made it:
+    its NAME is then the test database's); a str is a database NAME on the same server."""
+    from django.conf import settings
+
+    if not isinstance(database, dict):
+        database = settings.DATABASES["default"] | ({"NAME": database} if database else {})
     env = dict(os.environ)
     env["DJANGO_SETTINGS_MODULE"] = "assistant_site.settings_test"
-    env["DATABASE_URL"] = f"sqlite:///{database_path}"
+    env["DATABASE_URL"] = database_url(database)
     env["PYTHONUNBUFFERED"] = "1"
     return env

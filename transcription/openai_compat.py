@@ -2,8 +2,9 @@
 
 Point the official client at the app (`OpenAI(base_url="http://host:8000/v1", api_key=<token>)`).
 The file is stored as a recording like any upload (it appears in the history), transcribed by the
-Celery worker, and this async view waits for the result on the channel layer: no thread is held
-while the worker runs. Errors use OpenAI's shape: {"error": {"message", "type", "param", "code"}}.
+Celery worker, and this async view waits for the result on the channel layer: no thread, and no
+database connection, is held while the worker runs. Errors use OpenAI's shape: {"error": {"message",
+"type", "param", "code"}}.
 """
 
 import asyncio
@@ -14,6 +15,7 @@ from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.db import connection
 from django.http import HttpResponse, JsonResponse
 from django.http.multipartparser import MultiPartParserError
 from django.views.decorators.csrf import csrf_exempt
@@ -88,7 +90,17 @@ def parse_request(request) -> tuple[UploadForm, engine.Options, str, set[str]]:
     return form, options, response_format, granularities or {"segment"}
 
 
-async def wait_until_finished(recording_id: int) -> str:
+def status_and_let_go(recording_id: int) -> str | None:
+    """The recording's status; then this request's database connection is given back (to the pool),
+    as the wait may last as long as the job and a connection held meanwhile would be missing to
+    every other request. Not inside a transaction (a test's)."""
+    status = Recording.objects.filter(pk=recording_id).values_list("status", flat=True).first()
+    if not connection.in_atomic_block:
+        connection.close()
+    return status
+
+
+async def wait_until_finished(recording_id: int) -> str | None:
     """Wait for the worker to finish the recording, woken by its progress messages."""
     layer = get_channel_layer()
     if layer is None:
@@ -96,17 +108,17 @@ async def wait_until_finished(recording_id: int) -> str:
     channel = await layer.new_channel()
     group = recording_group(recording_id)
     await layer.group_add(group, channel)
-    statuses = Recording.objects.filter(pk=recording_id).values_list("status", flat=True)
+    status_now = sync_to_async(status_and_let_go)
     try:
         async with asyncio.timeout(settings.TRANSCRIPTION_TIME_LIMIT):
             # Subscribed first, then looked: a job finishing in between is not missed.
-            status = await statuses.afirst()
+            status = await status_now(recording_id)
             while status not in FINISHED:
                 try:
                     message = await asyncio.wait_for(layer.receive(channel), RECHECK_SECONDS)
                     status = message["data"]["status"]
                 except TimeoutError:
-                    status = await statuses.afirst()
+                    status = await status_now(recording_id)
             return status
     finally:
         await layer.group_discard(group, channel)
