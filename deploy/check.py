@@ -116,7 +116,7 @@ def manifests() -> Iterator[tuple[Path, dict[str, Any]]]:
 
 def check_schemas(resources: list[tuple[Path, dict[str, Any]]]) -> Iterator[str]:
     for path, doc in resources:
-        where = f"{path.relative_to(ROOT)}: {doc.get('kind')}/{doc.get('metadata', {}).get('name')}"
+        where = f"{path.relative_to(ROOT) if path.is_absolute() else path}: {doc.get('kind')}/{doc.get('metadata', {}).get('name')}"
         if doc.get("kind") == "ScaledObject":
             for error in jsonschema.Draft7Validator(SCALED_OBJECT_SCHEMA).iter_errors(doc):
                 yield f"{where}: {'.'.join(map(str, error.absolute_path))}: {error.message}"
@@ -214,6 +214,10 @@ def check_kustomization() -> Iterator[str]:
             yield f"kubectl kustomize deploy/k8s/base: {result.stderr.strip()}"
         elif f"image: {APP_IMAGE}\n" in result.stdout:
             yield "kubectl kustomize deploy/k8s/base: the app image was not replaced (images: in kustomization.yaml)"
+        else:
+            # What would be applied, after kustomize's transformations (labels, images).
+            rendered = Path("kubectl kustomize deploy/k8s/base")
+            yield from check_schemas([(rendered, doc) for doc in yaml.safe_load_all(result.stdout) if doc])
 
 
 def check_compose() -> Iterator[str]:
