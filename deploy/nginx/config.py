@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import shutil
 import subprocess
 from collections.abc import Sequence
@@ -105,6 +106,14 @@ def _worker_user(prefix: Path) -> str:
     return f"user {pwd.getpwuid(status.st_uid).pw_name} {grp.getgrgid(status.st_gid).gr_name};"
 
 
+def _descriptors() -> tuple[int, int]:
+    """worker_rlimit_nofile and worker_connections: as many descriptors as the hard limit allows
+    (an unprivileged nginx may raise its soft limit up to it), up to 4096 connections a worker."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    nofile = 65536 if hard == resource.RLIM_INFINITY else min(hard, 65536)
+    return nofile, min(4096, nofile // 2)
+
+
 def _modules() -> str:
     missing = [name for name in MODULES if not (MODULES_DIR / name).exists()]
     if missing:
@@ -123,10 +132,13 @@ def values(site: Site) -> dict[str, str]:
         raise NginxSetupError(f"{MIME_TYPES} not found: apt-get install nginx")
     static_url = "/" + site.static_url.strip("/") + "/"
     api_rate = site.api_rate_per_second
+    nofile, connections = _descriptors()
     return {
         "load_modules": _modules(),
         "user": _worker_user(site.prefix),
         "worker_processes": site.worker_processes,
+        "worker_rlimit_nofile": str(nofile),
+        "worker_connections": str(connections),
         "prefix": str(site.prefix),
         "error_log": site.error_log,
         "access_log": str(site.access_log),
