@@ -22,7 +22,8 @@ if [ "$BASE" = localhost/debian:bookworm ] && ! podman image exists "$BASE"; the
   tar -C "$root" -c . | podman import - "$BASE" >/dev/null
 fi
 
-args=(--build-arg "BASE=$BASE" --tag "$TAG" --file deploy/container/Dockerfile)
+# --format docker: the OCI format has no HEALTHCHECK, and podman would drop it.
+args=(--format docker --build-arg "BASE=$BASE" --tag "$TAG" --file deploy/container/Dockerfile)
 # The prebuilt llama-cpp-python wheel replaces the Dockerfile's `wheels` stage (minutes of C++).
 if compgen -G "$WHEELS/llama_cpp_python-*.whl" >/dev/null; then args+=(--build-context "wheels=$WHEELS"); fi
 [ -f "$CA" ] && args+=(--secret "id=ca,src=$CA")
