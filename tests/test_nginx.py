@@ -398,11 +398,6 @@ def test_an_api_burst_is_answered_429_per_token(proxy):
     assert call("another-token") == 401
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs Daphne started with --proxy-headers (Procfile web, tests/conftest.py daphne_server): "
-    "without it Django sees http behind the https proxy and the CSRF origin check fails",
-)
 @pytest.mark.django_db(transaction=True)
 def test_signing_in_over_https_passes_the_csrf_check(proxy, alice):
     origin = f"https://localhost:{proxy.site.https_port}"

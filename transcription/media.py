@@ -21,7 +21,7 @@ def _nginx_serves_files(request) -> bool:
     """nginx sets X-Sendfile-Type on every request it passes on (replacing a client's own), so the
     header means an nginx that can serve the file is reading this answer. Sent to the app directly
     by a client, it only earns that client an empty response for its own recording."""
-    enabled = bool(getattr(settings, "MEDIA_X_ACCEL", True))
+    enabled = settings.MEDIA_X_ACCEL
     return enabled and request.headers.get("X-Sendfile-Type") == "X-Accel-Redirect"
 
 

@@ -15,23 +15,21 @@ def site_from_settings() -> Site:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "assistant_site.settings")
     from django.conf import settings
 
-    # Settings this module reads that assistant_site/settings.py may not define yet: their
-    # defaults here are the ones the settings will have.
-    web_port = getattr(settings, "WEB_PORT", 8001)
-    processes = getattr(settings, "WEB_PROCESSES", 1)
+    web_port = settings.WEB_PORT
+    processes = getattr(settings, "WEB_PROCESSES", 1)  # until the web tier runs several processes
     return Site(
         prefix=settings.VAR_DIR / "nginx",
         upstreams=[f"127.0.0.1:{web_port + i}" for i in range(processes)],
         static_root=settings.STATIC_ROOT,
         static_url=settings.STATIC_URL,
         media_root=settings.MEDIA_ROOT,
-        http_port=getattr(settings, "APP_PORT", 8000),
-        https_port=getattr(settings, "HTTPS_PORT", 8443),
+        http_port=settings.APP_PORT,
+        https_port=settings.HTTPS_PORT,
         max_upload_bytes=settings.MAX_UPLOAD_BYTES,
         max_rivet_project_bytes=settings.MAX_RIVET_PROJECT_BYTES,
         transcription_time_limit=settings.TRANSCRIPTION_TIME_LIMIT,
-        login_rate_per_minute=getattr(settings, "NGINX_LOGIN_RATE", 10),
-        api_rate_per_second=getattr(settings, "NGINX_API_RATE", 20),
+        login_rate_per_minute=settings.NGINX_LOGIN_RATE,
+        api_rate_per_second=settings.NGINX_API_RATE,
     )
 
 
