@@ -106,11 +106,11 @@ LOGOUT_REDIRECT_URL = "login"
 # PostgreSQL by default: the bundled server (Debian's, started by `make run` on POSTGRES_PORT with its
 # data in VAR_DIR/postgres: assistant_site/local_postgres.py). SQLite or any other through DATABASE_URL.
 POSTGRES_PORT = env_int("POSTGRES_PORT", 5432, minimum=1)
-DATABASES = {
-    "default": dj_database_url.parse(
-        env_str("DATABASE_URL", f"postgres://assistant@127.0.0.1:{POSTGRES_PORT}/assistant"), conn_max_age=0
-    )
-}
+_DATABASE_URL = env_str("DATABASE_URL", f"postgres://assistant@127.0.0.1:{POSTGRES_PORT}/assistant")
+try:
+    DATABASES = {"default": dj_database_url.parse(_DATABASE_URL, conn_max_age=0)}
+except ValueError as exc:  # an unknown scheme, a malformed URL
+    raise ImproperEnvironment(f"DATABASE_URL is not a database URL ({exc}), got {_DATABASE_URL!r}") from None
 # Connections are reused through psycopg's pool, one per process (benchmarks/database.py: a new
 # connection costs ~5 ms a request; persistent connections do not work under ASGI, where each request
 # runs its sync code in a thread of its own, so they pile up until PostgreSQL refuses more). The size

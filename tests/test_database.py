@@ -115,18 +115,20 @@ def write(index: int, owner_id: int, queued: list[int], hot: int, rounds: int, g
         done["uploads"].append(recording.pk)
 
     def save_live(n: int) -> None:
-        done["live"].append(save_live_session(StoppedLiveSession(owner_id, f"live {index}-{n}")).pk)  # type: ignore[arg-type]
+        done["live"].append(save_live_session(StoppedLiveSession(owner_id, f"live {index}-{n}")).pk)
 
     order = random.Random(index).sample(queued, len(queued))
     (gate.parent / f"ready-{index}").touch()
     while not gate.exists():
         time.sleep(0.005)
+    started = time.monotonic()
     for n in range(rounds):
         attempt("upload", lambda n=n: upload(n))
         for recording_id in order[n::rounds]:
             attempt(f"job {recording_id}", lambda r=recording_id: race_for(r))
         attempt("live save", lambda n=n: save_live(n))
         attempt("knowledge", lambda n=n: set_knowledge(owner_id, hot, [{"name": f"Writer {index}-{n}"}]))
+    done["seconds"] = round(time.monotonic() - started, 2)
     return done
 
 
@@ -173,6 +175,7 @@ def test_processes_writing_at_once_never_fail_on_locking(transactional_db, tmp_p
         assert process.returncode == 0, err[-3000:]
         outcomes.append(json.loads(out.strip().splitlines()[-1]))
 
+    print("writers' seconds:", [outcome["seconds"] for outcome in outcomes])
     errors = [error for outcome in outcomes for error in outcome["errors"]]
     assert not errors, errors
     # Each queued job was claimed by exactly one process and stored whole.
