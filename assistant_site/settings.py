@@ -274,11 +274,12 @@ LIVE_RESUME_SECONDS = env_float("LIVE_RESUME_SECONDS", 30.0, minimum=0)
 # memory and any process can resume a session; several machines need it on a shared volume.
 LIVE_SPOOL_DIR = Path(env_str("LIVE_SPOOL_DIR", str(VAR_DIR / "live")))
 
-# --- The front door: nginx (deploy/nginx) on APP_PORT (HTTP) and HTTPS_PORT (HTTP/2 over TLS), the
-# app's process behind it on WEB_PORT.
+# --- The front door: nginx (deploy/nginx) on APP_PORT (HTTP) and HTTPS_PORT (HTTP/2 over TLS), and
+# WEB_PROCESSES Daphne processes behind it on WEB_PORT, WEB_PORT+1, ... (assistant_site/serve.py).
 APP_PORT = env_int("APP_PORT", 8000, minimum=1)
 HTTPS_PORT = env_int("HTTPS_PORT", 8443, minimum=1)
 WEB_PORT = env_int("WEB_PORT", 8001, minimum=1)
+WEB_PROCESSES = env_int("WEB_PROCESSES", CPU_COUNT, minimum=1)
 NGINX_LOGIN_RATE = env_int("NGINX_LOGIN_RATE", 10, minimum=1)  # sign-in/sign-up POSTs a minute per address
 NGINX_API_RATE = env_int("NGINX_API_RATE", 20, minimum=1)  # API requests a second per token
 # Behind nginx, recording audio is sent by nginx (X-Accel-Redirect) once the app has checked the owner.

@@ -16,7 +16,7 @@ def site_from_settings() -> Site:
     from django.conf import settings
 
     web_port = settings.WEB_PORT
-    processes = getattr(settings, "WEB_PROCESSES", 1)  # until the web tier runs several processes
+    processes = settings.WEB_PROCESSES
     return Site(
         prefix=settings.VAR_DIR / "nginx",
         upstreams=[f"127.0.0.1:{web_port + i}" for i in range(processes)],
