@@ -23,7 +23,7 @@ APT_COMMANDS := redis-server /usr/lib/postgresql/*/bin/pg_ctl /usr/sbin/nginx op
 # Files of packages that install no command (nginx's brotli modules).
 APT_FILES := /usr/lib/nginx/modules/ngx_http_brotli_filter_module.so /usr/lib/nginx/modules/ngx_http_brotli_static_module.so
 
-.PHONY: run test test-fast lint typecheck migrations-check install system-packages clean-var
+.PHONY: run test test-fast lint typecheck migrations-check deploy-check install system-packages clean-var
 
 # PostgreSQL is started first, so that the migrations run once, before any web process; the Procfile's
 # `postgres` process then adopts it and stops it with the rest. `honcho run`: with the .env settings.
@@ -54,6 +54,11 @@ lint: $(VENV_STAMP)
 # mypy with the django-stubs plugin on the app's packages (pyproject.toml [tool.mypy]).
 typecheck: $(VENV_STAMP)
 	$(VENV)/bin/mypy
+
+# Offline checks of deploy/ (deploy/check.py): hadolint on the Dockerfile, every Kubernetes manifest
+# against the 1.32 and 1.37 schemas (strict), names that must point at each other, compose.yaml.
+deploy-check: $(VENV_STAMP)
+	$(VENV)/bin/python deploy/check.py
 
 # Fails when a model changed without its migration (no database server needed: an empty one in memory).
 migrations-check: $(VENV_STAMP)
