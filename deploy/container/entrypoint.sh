@@ -22,7 +22,8 @@ case "$role" in
     WHISPER_PRELOAD=false exec celery -A assistant_site worker -Q workflows \
       --concurrency "${WORKFLOW_WORKERS:-2}" -n "ai@%h" --loglevel=INFO "$@" ;;
   llm)
-    exec python /app/deploy/container/llm_server.py "$@" ;;
+    # Reachable from the other containers: the container's network is the boundary.
+    LLM_HOST="${LLM_HOST:-0.0.0.0}" exec python -m workflows.local_llm "$@" ;;
   migrate)
     # Once per release (a Job, a compose one-shot), before the web replicas take traffic.
     python manage.py migrate --noinput
