@@ -59,17 +59,19 @@ INSTALLED_APPS = [
 ]
 
 # Every middleware here is async-capable, so under Daphne requests stay on the event loop.
+# Django's own, as subclasses whose hooks run on the event loop where they do no I/O
+# (assistant_site/middleware.py: a thread hop per hook was the largest cost of a cached request).
 MIDDLEWARE = [
-    "django.middleware.security.SecurityMiddleware",
+    "assistant_site.middleware.SecurityMiddleware",
     "servestatic.middleware.ServeStaticMiddleware",
     # Below ServeStatic: static files are served pre-compressed and never reach it.
     "assistant_site.middleware.CompressionMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "assistant_site.middleware.SessionMiddleware",
+    "assistant_site.middleware.CommonMiddleware",
+    "assistant_site.middleware.CsrfViewMiddleware",
+    "assistant_site.middleware.AuthenticationMiddleware",
+    "assistant_site.middleware.MessageMiddleware",
+    "assistant_site.middleware.XFrameOptionsMiddleware",
 ]
 
 ROOT_URLCONF = "assistant_site.urls"
