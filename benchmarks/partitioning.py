@@ -361,8 +361,9 @@ def measure(port: int, rounds: int) -> tuple[dict, list[str]]:
                             times[variant].append(ms)
                 results[(name, query)] = times
                 if name == "heavy":
+                    params = params_for(name)  # the same recording for both
                     for variant in VARIANTS:
-                        explains.append(explain(conn, query, variant, template, params_for(name)))
+                        explains.append(explain(conn, query, variant, template, params))
 
         # One recording's segments, inserted and committed (then removed, untimed).
         next_id = conn.execute("SELECT max(id) FROM bench.recording").fetchone()[0] + 1
