@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+import redis
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
@@ -167,13 +168,17 @@ class LiveSession:
         try:
             while not self.closed:
                 await asyncio.sleep(1.0)
-                if self.send is None and self.store.is_wanted():
-                    self._hand_over()
-                    return
-                if not self.store.renew_lease():
-                    log.warning("live session %s: lease lost; another process serves it now", self.id)
-                    self._let_go()
-                    return
+                try:
+                    if self.send is None and self.store.is_wanted():
+                        self._hand_over()
+                        return
+                    if not self.store.renew_lease():
+                        log.warning("live session %s: lease lost; another process serves it now", self.id)
+                        self._let_go()
+                        return
+                except redis.RedisError:
+                    # Redis away for a moment: nobody else can take the lease meanwhile either.
+                    log.warning("live session %s: could not renew its lease", self.id, exc_info=True)
         except asyncio.CancelledError:
             pass
 

@@ -114,9 +114,10 @@ class SessionStore:
         return bool(client().set(self.lease_key, this_process(), nx=True, px=int(LEASE_SECONDS * 1000)))
 
     def renew_lease(self) -> bool:
+        """Keep the lease; take it again if it ran out (Redis was away) and nobody else took it."""
         renewed = client().eval(RENEW, 1, self.lease_key, this_process(), int(LEASE_SECONDS * 1000))
         client().hset(self.meta_key, "seen", time.time())
-        return bool(renewed)
+        return bool(renewed) or self.take_lease()
 
     def release_lease(self) -> None:
         client().eval(RELEASE, 1, self.lease_key, this_process())
