@@ -77,7 +77,7 @@ system-packages:
 	fi
 
 # One venv for the app and its tests and tools: requirements-dev.txt includes requirements.txt.
-$(VENV_STAMP): $(REQUIREMENTS) $(LLAMA_WHEEL)
+$(VENV_STAMP): $(REQUIREMENTS) $(LLAMA_WHEEL) | system-packages
 	rm -f $(VENV)/.installed-*
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip

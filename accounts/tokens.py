@@ -13,7 +13,7 @@ from datetime import timedelta
 
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
-from django.db import DEFAULT_DB_ALIAS
+from django.db import DEFAULT_DB_ALIAS, transaction
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 from django.utils import timezone
@@ -69,14 +69,20 @@ def user_for_key(key: str):
     token_pk, last_used_at, user_fields = entry
     now = timezone.now()
     if last_used_at is None or now - last_used_at > LAST_USED_GRANULARITY:
-        ApiToken.objects.filter(pk=token_pk).update(last_used_at=now)
+        if not ApiToken.objects.filter(pk=token_pk).update(last_used_at=now):
+            _cache_call("delete", _cache_key(key_hash))  # revoked meanwhile
+            return None
         _cache_call("set", _cache_key(key_hash), (token_pk, now, user_fields), CACHE_SECONDS)
     return _user_from(user_fields)
 
 
 @receiver(post_delete, sender=ApiToken, dispatch_uid="api-token-revoked")
 def _forget_token(sender, instance: ApiToken, **kwargs) -> None:
-    _cache_call("delete", _cache_key(instance.key_hash))
+    # Now and again after commit: a lookup that read the token before the delete committed may have
+    # cached it in between.
+    key = _cache_key(instance.key_hash)
+    _cache_call("delete", key)
+    transaction.on_commit(lambda: _cache_call("delete", key))
 
 
 @receiver(post_save, sender=get_user_model(), dispatch_uid="api-token-user-saved")
@@ -85,4 +91,6 @@ def _forget_users_tokens(sender, instance, **kwargs) -> None:
     each of which forgets itself."""
     hashes = list(ApiToken.objects.filter(user_id=instance.pk).values_list("key_hash", flat=True))
     if hashes:
-        _cache_call("delete_many", [_cache_key(key_hash) for key_hash in hashes])
+        keys = [_cache_key(key_hash) for key_hash in hashes]
+        _cache_call("delete_many", keys)
+        transaction.on_commit(lambda: _cache_call("delete_many", keys))

@@ -110,14 +110,17 @@ def save_abandoned_live_sessions() -> int:
     LIVE_RESUME_SECONDS: their spooled audio and committed words, the rest transcribed here."""
     saved = 0
     for session_id in live_store.abandoned_sessions(settings.LIVE_RESUME_SECONDS):
-        session = live.LiveSession.take_abandoned(session_id, save_live_session)
-        if session is None:
-            continue  # another process took it meanwhile
-        if session.received_bytes:
-            save_live_session(session)
-            saved += 1
-        session.discard()
-        log.info("saved abandoned live session %s", session_id)
+        try:
+            session = live.LiveSession.take_abandoned(session_id, save_live_session)
+            if session is None:
+                continue  # another process took it meanwhile
+            if session.received_bytes:
+                save_live_session(session)
+                saved += 1
+            session.discard()
+            log.info("saved abandoned live session %s", session_id)
+        except Exception:  # one that cannot be saved now is tried again next round; the rest go on
+            log.exception("could not save abandoned live session %s", session_id)
     return saved
 
 

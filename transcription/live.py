@@ -126,6 +126,10 @@ class LiveSession:
         deadline = time.monotonic() + LEASE_SECONDS + 1.0
         while time.monotonic() < deadline:
             if store.take_lease():
+                store.taken()
+                if store.meta() is None:  # saved and discarded while we waited
+                    store.release_lease()
+                    return False
                 return True
             await asyncio.sleep(0.1)
         return False
@@ -196,6 +200,9 @@ class LiveSession:
         _sessions.pop(self.id, None)
         if self.spool:
             self.spool.close()
+            self.spool = None
+        if self.send is not None:  # a socket still feeds it here: tell it to resume elsewhere
+            asyncio.create_task(self._emit({"type": "error", "code": "moved", "message": "Reconnect to resume."}))
 
     @property
     def received_samples(self) -> int:
@@ -208,7 +215,8 @@ class LiveSession:
 
     def feed(self, frame: bytes) -> None:
         """PCM16 little-endian mono 16 kHz; cheap, on the event loop (one unbuffered append)."""
-        assert self.spool is not None
+        if self.spool is None:
+            return  # no longer served here (see _let_go): the client was told to reconnect
         self.spool.write(frame)
         self.received_bytes += len(frame)
         self.pending.append(np.frombuffer(frame, dtype="<i2").astype(np.float32) / 32768.0)

@@ -132,6 +132,10 @@ class SessionStore:
     def is_wanted(self) -> bool:
         return bool(client().exists(self.wanted_key))
 
+    def taken(self) -> None:
+        """The request to hand the session over was met: the new holder must not hand it on."""
+        client().delete(self.wanted_key)
+
     def delete(self, user_id: int) -> None:
         pipe = client().pipeline()
         pipe.delete(self.meta_key, self.words_key, self.lease_key, self.wanted_key)
