@@ -360,13 +360,14 @@ def test_the_progress_socket_works_through_the_proxy(proxy, alice, scheme):
         assert ws.ping().wait(5)
 
 
-def test_a_login_burst_is_answered_429_by_nginx(proxy):
+@pytest.mark.parametrize("path", ["/accounts/login/", "/admin/login/"])
+def test_a_login_burst_is_answered_429_by_nginx(proxy, path):
     conn = proxy.http()
     statuses = []
     for _ in range(3 * proxy.site.login_rate_per_minute):
         conn.request(
             "POST",
-            "/accounts/login/",
+            path,
             body="username=x&password=y",
             headers={"Content-Type": "application/x-www-form-urlencoded"},
         )
@@ -375,7 +376,7 @@ def test_a_login_burst_is_answered_429_by_nginx(proxy):
         statuses.append(response.status)
     assert 429 in statuses and statuses[0] != 429
     # Looking at the login page is not limited.
-    conn.request("GET", "/accounts/login/")
+    conn.request("GET", path)
     response = conn.getresponse()
     response.read()
     assert response.status == 200
