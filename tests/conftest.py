@@ -126,7 +126,7 @@ def celery_worker_process(real_services, django_db_setup, django_db_blocker, tmp
             "--loglevel=INFO",
             "--concurrency=1",
             "-Q",
-            "celery,workflows",
+            "celery,workflows,maintenance",
             "--without-gossip",
             "--without-mingle",
             "--without-heartbeat",
