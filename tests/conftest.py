@@ -66,6 +66,8 @@ def real_services():
     neomodel.db.close_connection()
     services.stop(neo4j)
     services.stop(redis)
+    for restarted in services.RESTARTED:  # by a fault test
+        services.stop(restarted)
 
 
 @pytest.fixture(autouse=True)
