@@ -211,7 +211,8 @@ def reap() -> list[int]:
         status=Recording.Status.QUEUED, queued_at__lt=now - timedelta(seconds=settings.JOB_REQUEUE_SECONDS)
     )
     for recording_id in waiting.values_list("pk", flat=True):
-        if Recording.objects.filter(pk=recording_id, status=Recording.Status.QUEUED).update(queued_at=now):
+        # Conditional on the old clock, so two reapers at once send one copy.
+        if waiting.filter(pk=recording_id).update(queued_at=now):
             log.warning(
                 "recording %s: queued for over %s s and not claimed; sent again",
                 recording_id,
