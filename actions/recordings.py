@@ -3,11 +3,13 @@ alike), setting what a workflow found in it, deleting it."""
 
 import logging
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import transaction
 from django.utils import timezone
 
+from common.queueing import enqueue_on_commit
 from graph import outbox as graph_outbox
 from graph.models import GraphChange
 from transcription import engine, jobs, live, live_store
@@ -33,30 +35,57 @@ def accept_upload(owner, uploaded_file, title: str, options: engine.Options | No
         )
         recording.audio.save(uploaded_file.name, uploaded_file, save=False)
         recording.save()
-        # On commit, so the worker never looks for a row that is not there yet.
-        transcribe_recording.delay_on_commit(recording.id)
+        # On commit, so the worker never looks for a row that is not there yet. With Redis away the
+        # upload still stands: the reaper sends the job once Redis is back (JOB_REQUEUE_SECONDS).
+        enqueue_on_commit(transcribe_recording, recording.id)
     return recording
 
 
 def transcribe(recording_id: int) -> bool:
     """The transcription job: claim the recording, transcribe it, store the transcript. True when a
-    transcript was stored; whatever goes wrong, the recording ends DONE or FAILED, never stranded."""
+    transcript was stored; whatever goes wrong, the recording ends DONE or FAILED, never stranded:
+    a failure here fails it with a reason, and if this process dies the reaper takes it back."""
     recording = jobs.claim(recording_id)
     if recording is None:
         log.info("recording %s is not waiting for transcription; skipped", recording_id)
         return False
-    result = jobs.transcribe_claimed(recording)
-    if result is None:
-        return False
     try:
-        stored = store_transcript(recording, result)
+        with jobs.heartbeat(recording) as pulse:
+            result = jobs.transcribe_claimed(recording, pulse)
+            if result is None:
+                return False
+            stored = store_transcript(recording, result)
+    except SoftTimeLimitExceeded:  # at any stage: decoding, inference, storing (rolled back)
+        log.warning("recording %s: time limit reached", recording_id)
+        jobs.fail(recording, jobs.time_limit_error())
+        return False
+    except jobs.JobLost:
+        log.warning(
+            "recording %s: taken back by the reaper during attempt %s; stopped", recording_id, recording.attempts
+        )
+        return False
     except Exception:
-        log.exception("storing the transcript of recording %s failed", recording_id)
+        log.exception("transcribing or storing recording %s failed", recording_id)
         jobs.fail(recording, jobs.INTERNAL_ERROR)
         return False
     recording.refresh_from_db()
     publish(recording)
     return stored
+
+
+def reap_stranded_jobs() -> int:
+    """The reaper's round for transcriptions (see jobs.reap): send again the jobs taken back from a
+    dead worker, or whose queue message was lost. Returns how many were sent."""
+    from .tasks import transcribe_recording
+
+    sent = 0
+    for recording_id in jobs.reap():
+        try:
+            transcribe_recording.delay(recording_id)
+            sent += 1
+        except Exception:  # Redis away: it stays queued, and a later round sends it
+            log.exception("could not queue recording %s again; a later round will", recording_id)
+    return sent
 
 
 def store_transcript(recording: Recording, result: engine.TranscriptionResult) -> bool:

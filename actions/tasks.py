@@ -1,9 +1,17 @@
-"""Celery tasks that cross apps: they take ids, never model instances, and call the actions."""
+"""Celery tasks that cross apps: they take ids, never model instances, and call the actions.
+
+Every long task has a soft time limit it handles (the job fails, saying so) and a hard one a minute
+later (the process is killed; the reaper then fails the job). settings.py's Celery section says why
+the broker's visibility timeout is longer than both.
+"""
 
 import asyncio
 
 from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
+
+from workflows.runs import time_limit_error
 
 from . import recordings, workflow_runs
 
@@ -20,7 +28,21 @@ def save_abandoned_live_sessions() -> int:
     return recordings.save_abandoned_live_sessions()
 
 
-@shared_task(time_limit=1800, soft_time_limit=1700)
+@shared_task(time_limit=settings.WORKFLOW_TIME_LIMIT + 60, soft_time_limit=settings.WORKFLOW_TIME_LIMIT)
 def run_workflow(run_id: int) -> str | None:
-    run = asyncio.run(workflow_runs.execute(run_id))
+    try:
+        run = asyncio.run(workflow_runs.execute(run_id))
+    except SoftTimeLimitExceeded:
+        workflow_runs.fail_run(run_id, time_limit_error())
+        return "failed"
     return run.status if run else None
+
+
+# Periodic (settings.CELERY_BEAT_SCHEDULE, every JOB_REAPER_SECONDS), on its own queue so that it
+# never waits behind a backlog of transcriptions (workers take their queues in turn).
+@shared_task(time_limit=300, soft_time_limit=240, ignore_result=True)
+def reap_stranded_jobs() -> dict[str, int]:
+    return {
+        "recordings": recordings.reap_stranded_jobs(),
+        "workflow_runs": workflow_runs.reap_stranded_runs(),
+    }

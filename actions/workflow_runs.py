@@ -43,3 +43,23 @@ async def execute(run_id: int) -> WorkflowRun | None:
     from .recordings import set_knowledge
 
     return await runs.execute(run_id, set_knowledge=set_knowledge)
+
+
+def fail_run(run_id: int, reason: str) -> bool:
+    """Fail a running run with a reason the person can read (e.g. its time limit reached)."""
+    return runs.fail(run_id, reason)
+
+
+def reap_stranded_runs() -> int:
+    """The reaper's round for workflow runs (see runs.reap): send again the runs taken back from a
+    dead worker, or whose queue message was lost. Returns how many were sent."""
+    from .tasks import run_workflow
+
+    sent = 0
+    for run_id in runs.reap():
+        try:
+            run_workflow.delay(run_id)
+            sent += 1
+        except Exception:  # Redis away: it stays queued, and a later round sends it
+            log.exception("could not queue workflow run %s again; a later round will", run_id)
+    return sent

@@ -160,18 +160,43 @@ CHANNEL_LAYERS = {
 }
 
 # --- Celery: https://docs.celeryq.dev/en/stable/userguide/configuration.html
-# A job may not run longer than this; the broker's visibility timeout is set above it so Redis
-# never hands a still-running job to a second worker.
+# A transcription may not run longer than this (then it fails, saying so); a workflow run neither.
+# Each also gets a hard limit a minute later, for a job that ignores the soft one (the reaper then
+# fails it).
 TRANSCRIPTION_TIME_LIMIT = env_int("TRANSCRIPTION_TIME_LIMIT", 3 * 3600, minimum=60)
+WORKFLOW_TIME_LIMIT = env_int("WORKFLOW_TIME_LIMIT", 1800, minimum=10)
+# No job is stranded (transcription/jobs.py, workflows/runs.py): a running job's worker refreshes its
+# heartbeat every JOB_HEARTBEAT_SECONDS; the reaper (beat, every JOB_REAPER_SECONDS) puts a job whose
+# heartbeat is older than JOB_HEARTBEAT_TIMEOUT back in the queue (its worker died: killed, out of
+# memory, its machine gone), at most JOB_MAX_ATTEMPTS times in all, then fails it saying why. It
+# also sends again a job left queued for JOB_REQUEUE_SECONDS (its message lost with Redis, or never
+# sent): a copy is harmless, as only one worker can claim a job.
+JOB_HEARTBEAT_SECONDS = env_float("JOB_HEARTBEAT_SECONDS", 10.0, minimum=0.1)
+JOB_HEARTBEAT_TIMEOUT = env_float("JOB_HEARTBEAT_TIMEOUT", 90.0, minimum=1)
+JOB_REAPER_SECONDS = env_float("JOB_REAPER_SECONDS", 30.0, minimum=0.5)
+JOB_MAX_ATTEMPTS = env_int("JOB_MAX_ATTEMPTS", 3, minimum=1)
+JOB_REQUEUE_SECONDS = env_float("JOB_REQUEUE_SECONDS", 600.0, minimum=1)
+if JOB_HEARTBEAT_TIMEOUT < 3 * JOB_HEARTBEAT_SECONDS:
+    raise ImproperEnvironment("JOB_HEARTBEAT_TIMEOUT must be at least 3 x JOB_HEARTBEAT_SECONDS")
+# How long the OpenAI endpoint waits for its transcription before answering 504 (the job goes on).
+OPENAI_WAIT_SECONDS = env_int("OPENAI_WAIT_SECONDS", 3 * 3600, minimum=1)
 CELERY_BROKER_URL = REDIS_URL
 CELERY_RESULT_BACKEND = REDIS_URL
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": TRANSCRIPTION_TIME_LIMIT + 600}
+# Redis hands an unacknowledged message to another worker after the visibility timeout, even if its
+# task is still running: it must exceed the longest task (with acks_late, a task is acknowledged
+# when it ends), or a long job would run twice. The claim would make the copy a no-op, but not free.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": max(TRANSCRIPTION_TIME_LIMIT, WORKFLOW_TIME_LIMIT) + 600,
+}
 CELERY_RESULT_EXPIRES = 24 * 3600
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
+# Acknowledged at the end, so a message a worker took but never started is not lost with it.
 CELERY_TASK_ACKS_LATE = True
-CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# But a task whose worker process died is NOT put back by Celery: a job that kills its worker (out
+# of memory) would loop forever. The reaper re-queues it instead, counting attempts.
+CELERY_TASK_REJECT_ON_WORKER_LOST = False
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 # One transcription per core, each allowed every core (WHISPER_CPU_THREADS): alone, a file gets
@@ -182,10 +207,21 @@ CELERY_WORKER_CONCURRENCY = env_int("CELERY_WORKER_CONCURRENCY", CPU_COUNT, mini
 # task was lost or gave up during a long Neo4j outage is still applied.
 # Workflow runs (tens of seconds of LLM time) have their own queue and worker (Procfile `ai`), so a
 # transcription never waits in line behind a summary; it holds LLM_MAX_CONCURRENCY runs at once.
-CELERY_TASK_ROUTES = {"actions.tasks.run_workflow": {"queue": "workflows"}}
+# The reaper has a queue of its own that every worker also takes (Procfile), so it runs at the next
+# free process rather than behind the transcriptions queued meanwhile.
+CELERY_TASK_ROUTES = {
+    "actions.tasks.run_workflow": {"queue": "workflows"},
+    "actions.tasks.reap_stranded_jobs": {"queue": "maintenance"},
+}
 CELERY_BEAT_SCHEDULE = {
     "apply-graph-changes": {"task": "graph.tasks.apply_graph_changes", "schedule": 60.0},
     "save-abandoned-live-sessions": {"task": "actions.tasks.save_abandoned_live_sessions", "schedule": 30.0},
+    # A round that waited longer than its interval is dropped: the next one does the same work.
+    "reap-stranded-jobs": {
+        "task": "actions.tasks.reap_stranded_jobs",
+        "schedule": JOB_REAPER_SECONDS,
+        "options": {"expires": JOB_REAPER_SECONDS},
+    },
 }
 
 # --- Neo4j (neomodel 7): https://neomodel.readthedocs.io/en/latest/configuration.html

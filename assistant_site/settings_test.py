@@ -20,6 +20,12 @@ os.environ.setdefault("LLM_PORT", "8091")
 # Each test that wants the built-in workflow after a transcription asks for it.
 os.environ.setdefault("WORKFLOWS_AUTO_RUN", "false")
 os.environ.setdefault("LLM_RETRY_INITIAL_SECONDS", "0.05")
+# Short enough for the fault tests (tests/test_faults.py) to see a dead worker's job taken back in
+# seconds; the reaper itself runs only where a test starts beat.
+os.environ.setdefault("JOB_HEARTBEAT_SECONDS", "1")
+os.environ.setdefault("JOB_HEARTBEAT_TIMEOUT", "15")
+os.environ.setdefault("JOB_REAPER_SECONDS", "2")
+os.environ.setdefault("JOB_REQUEUE_SECONDS", "10")
 
 from .settings import *
 from .settings import DATABASES, VAR_DIR

@@ -66,6 +66,8 @@ def real_services():
     neomodel.db.close_connection()
     services.stop(neo4j)
     services.stop(redis)
+    for restarted in services.RESTARTED:  # by a fault test
+        services.stop(restarted)
 
 
 @pytest.fixture(autouse=True)
@@ -126,7 +128,7 @@ def celery_worker_process(real_services, django_db_setup, django_db_blocker, tmp
             "--loglevel=INFO",
             "--concurrency=1",
             "-Q",
-            "celery,workflows",
+            "celery,workflows,maintenance",
             "--without-gossip",
             "--without-mingle",
             "--without-heartbeat",

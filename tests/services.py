@@ -82,6 +82,31 @@ def start_redis(url: str, data_dir: Path) -> subprocess.Popen | None:
     return process
 
 
+# Redis servers started by restart_redis: the session's Redis from then on, stopped with the session.
+RESTARTED: list[subprocess.Popen] = []
+
+
+def restart_redis(url: str, data_dir: Path, *, between=None) -> None:
+    """Stop the Redis on `url` as a crash would (SHUTDOWN NOSAVE: the test Redis keeps nothing on
+    disk, so every queued message is lost), call `between()` while it is down, then start a new one
+    on the same port."""
+    import redis
+
+    parsed = urlparse(url)
+    host, port = parsed.hostname, parsed.port or 6379
+    redis.Redis(host=host, port=port).shutdown(nosave=True)
+    deadline = time.monotonic() + 20
+    while is_listening(host, port):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"Redis on {host}:{port} did not stop")
+        time.sleep(0.1)
+    if between is not None:
+        between()
+    process = start_redis(url, data_dir)
+    if process is not None:
+        RESTARTED.append(process)
+
+
 def start_neo4j(url: str, data_dir: Path) -> subprocess.Popen | None:
     parsed = urlparse(url)
     host, port = parsed.hostname, parsed.port or 7687

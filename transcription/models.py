@@ -43,6 +43,16 @@ class Recording(models.Model):
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # When it was last put in the queue: a queued job no worker claimed for JOB_REQUEUE_SECONDS
+    # (its message lost with Redis, or never sent) is sent again by the reaper.
+    queued_at = models.DateTimeField(default=timezone.now)
+    # While a worker transcribes it, refreshed every JOB_HEARTBEAT_SECONDS: a stale heartbeat means
+    # the worker died, and the reaper (transcription/jobs.py) takes the job back.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # Claims so far; the current one is the claim token: only that attempt may store or fail it.
+    attempts = models.PositiveSmallIntegerField(default=0)
+    # "host pid" of the worker process holding the current attempt (for operators, and the fault tests).
+    worker = models.CharField(max_length=255, blank=True)
     graph_synced_at = models.DateTimeField(null=True, blank=True)
     # The transcription options asked for (engine.Options as a dict); empty means the defaults.
     options = models.JSONField(default=dict, blank=True)
@@ -52,7 +62,13 @@ class Recording(models.Model):
     objects = RecordingQuerySet.as_manager()
 
     class Meta:
-        indexes = [models.Index(fields=["owner", "-created_at"])]
+        indexes = [
+            models.Index(fields=["owner", "-created_at"]),
+            # The reaper's look at unfinished jobs, every JOB_REAPER_SECONDS: small, whatever the history.
+            models.Index(
+                fields=["status"], name="recording_unfinished", condition=models.Q(status__in=("queued", "processing"))
+            ),
+        ]
 
     def __str__(self):
         return self.title

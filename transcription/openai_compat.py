@@ -101,7 +101,11 @@ def status_and_let_go(recording_id: int) -> str | None:
 
 
 async def wait_until_finished(recording_id: int) -> str | None:
-    """Wait for the worker to finish the recording, woken by its progress messages."""
+    """Wait for the worker to finish the recording, woken by its progress messages. It ends with the
+    job whatever happens to it: done, failed, or failed by the reaper (its worker died too often; a
+    worker that dies once only makes the job start again); and at the latest after
+    OPENAI_WAIT_SECONDS (TimeoutError). The database is asked every RECHECK_SECONDS, so a lost
+    message or a dead channel layer only delays the answer. None if the recording is gone."""
     layer = get_channel_layer()
     if layer is None:
         raise ImproperlyConfigured("CHANNEL_LAYERS has no default layer")
@@ -110,14 +114,17 @@ async def wait_until_finished(recording_id: int) -> str | None:
     await layer.group_add(group, channel)
     status_now = sync_to_async(status_and_let_go)
     try:
-        async with asyncio.timeout(settings.TRANSCRIPTION_TIME_LIMIT):
+        async with asyncio.timeout(settings.OPENAI_WAIT_SECONDS):
             # Subscribed first, then looked: a job finishing in between is not missed.
             status = await status_now(recording_id)
-            while status not in FINISHED:
+            while status is not None and status not in FINISHED:
                 try:
                     message = await asyncio.wait_for(layer.receive(channel), RECHECK_SECONDS)
                     status = message["data"]["status"]
                 except TimeoutError:
+                    status = await status_now(recording_id)
+                except Exception:  # the channel layer away (Redis restarting): ask the database
+                    await asyncio.sleep(RECHECK_SECONDS)
                     status = await status_now(recording_id)
             return status
     finally:
@@ -166,10 +173,12 @@ async def transcriptions(request):
     except TimeoutError:
         return openai_error(
             504,
-            f"Still transcribing after {settings.TRANSCRIPTION_TIME_LIMIT} s; "
+            f"Still transcribing after {settings.OPENAI_WAIT_SECONDS} s; "
             f"the result will be in recording {recording.pk}.",
             kind="timeout",
         )
+    if status is None:
+        return openai_error(404, f"Recording {recording.pk} was deleted before it was transcribed.", code="deleted")
     await recording.arefresh_from_db()
     if status == Recording.Status.FAILED:
         if recording.error == INTERNAL_ERROR:

@@ -4,9 +4,11 @@ import logging
 import time
 
 from asgiref.sync import async_to_sync
+from celery.exceptions import SoftTimeLimitExceeded
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.db import DatabaseError
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +31,8 @@ def publish(recording) -> None:
             recording_group(recording.id),
             {"type": "recording.progress", "data": recording.progress_payload()},
         )
+    except SoftTimeLimitExceeded:
+        raise  # the job's time is up, wherever it finds it: not a hiccup of the layer
     except Exception:
         log.warning("could not publish progress of recording %s", recording.id, exc_info=True)
 
@@ -50,5 +54,10 @@ class ProgressReporter:
             return
         self._last_sent = now
         self.recording.progress = fraction
-        type(self.recording).objects.filter(pk=self.recording.pk).update(progress=fraction)
+        try:
+            type(self.recording).objects.filter(pk=self.recording.pk).update(progress=fraction)
+        except DatabaseError:
+            # Progress is a courtesy: a busy or restarting database ("database is locked") must not
+            # cost the transcription. The next update, or the result, brings the row up to date.
+            log.warning("could not store progress of recording %s", self.recording.pk, exc_info=True)
         publish(self.recording)

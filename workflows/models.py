@@ -78,11 +78,22 @@ class WorkflowRun(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # As for recordings (transcription/models.py): when it was last queued, the running worker's
+    # heartbeat, and the claims so far (the current one is the token that may finish it).
+    queued_at = models.DateTimeField(default=timezone.now)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
 
     objects = WorkflowRunQuerySet.as_manager()
 
     class Meta:
-        indexes = [models.Index(fields=["owner", "-created_at"]), models.Index(fields=["recording", "-created_at"])]
+        indexes = [
+            models.Index(fields=["owner", "-created_at"]),
+            models.Index(fields=["recording", "-created_at"]),
+            models.Index(
+                fields=["status"], name="run_unfinished", condition=models.Q(status__in=("queued", "running"))
+            ),
+        ]
 
     def __str__(self):
         return f"{self.workflow} run {self.pk}"

@@ -12,14 +12,15 @@ case "$role" in
     # --proxy-headers: the client's address comes from X-Forwarded-For set by nginx / the Ingress.
     exec daphne -b 0.0.0.0 -p "${APP_PORT:-8000}" --proxy-headers "$@" assistant_site.asgi:application ;;
   worker)
-    # Transcriptions (the default queue, `celery`). No -B here, unlike the Procfile: workers are
+    # Transcriptions (the default queue, `celery`), and the reaper's `maintenance` queue (every
+    # worker takes it: settings.CELERY_TASK_ROUTES). No -B here, unlike the Procfile: workers are
     # scaled to many replicas and the periodic sweeps must run once, in the `beat` role.
-    exec celery -A assistant_site worker --loglevel=INFO "$@" ;;
+    exec celery -A assistant_site worker -Q celery,maintenance --loglevel=INFO "$@" ;;
   beat)
     exec celery -A assistant_site beat --schedule "${VAR_DIR:-/app/var}/celerybeat-schedule" --loglevel=INFO "$@" ;;
   ai)
     # Workflow runs only, without a Whisper model (as the Procfile's `ai`).
-    WHISPER_PRELOAD=false exec celery -A assistant_site worker -Q workflows \
+    WHISPER_PRELOAD=false exec celery -A assistant_site worker -Q workflows,maintenance \
       --concurrency "${WORKFLOW_WORKERS:-2}" -n "ai@%h" --loglevel=INFO "$@" ;;
   llm)
     # Reachable from the other containers: the container's network is the boundary.

@@ -27,7 +27,8 @@ def site_from_settings() -> Site:
         https_port=settings.HTTPS_PORT,
         max_upload_bytes=settings.MAX_UPLOAD_BYTES,
         max_rivet_project_bytes=settings.MAX_RIVET_PROJECT_BYTES,
-        transcription_time_limit=settings.TRANSCRIPTION_TIME_LIMIT,
+        # What /v1/ waits at most: the OpenAI endpoint answers 504 after OPENAI_WAIT_SECONDS.
+        transcription_time_limit=settings.OPENAI_WAIT_SECONDS,
         login_rate_per_minute=settings.NGINX_LOGIN_RATE,
         api_rate_per_second=settings.NGINX_API_RATE,
     )
