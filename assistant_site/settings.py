@@ -209,6 +209,11 @@ NEO4J_BOLT_URL = env_url(
 # Cached graph reads are invalidated on every write to the user's graph (graph/cache.py); this
 # only bounds how long an unused entry occupies Redis.
 GRAPH_CACHE_SECONDS = env_int("GRAPH_CACHE_SECONDS", 3600, minimum=1)
+# A graph change that fails (not Neo4j being away: the change itself) is tried again after this
+# many seconds, doubling each time; after GRAPH_OUTBOX_MAX_ATTEMPTS it is left failed in the admin.
+# Other recordings' changes never wait for it.
+GRAPH_OUTBOX_RETRY_SECONDS = env_int("GRAPH_OUTBOX_RETRY_SECONDS", 30, minimum=1)
+GRAPH_OUTBOX_MAX_ATTEMPTS = env_int("GRAPH_OUTBOX_MAX_ATTEMPTS", 8, minimum=1)
 # Results per page of the search (page, API).
 GRAPH_SEARCH_PAGE_SIZE = env_int("GRAPH_SEARCH_PAGE_SIZE", 20, minimum=1)
 
