@@ -57,10 +57,12 @@ def _apply_recording(recording_id: int) -> bool:
     outage = None
     with transaction.atomic():
         head_id = changes.order_by("id").values_list("id", flat=True).first()
+        if head_id is None:
+            return False
         # The oldest row is the recording's lock: SKIP LOCKED so a busy recording is passed over,
         # not waited for. (SQLite has no row locks; its writes are one at a time anyway.)
         locked = GraphChange.objects.select_for_update(skip_locked=True).filter(pk=head_id).values_list("pk", flat=True)
-        if head_id is None or not list(locked):
+        if not list(locked):
             return False
         latest = changes.order_by("-id").first()
         if latest is None or latest.failed_at is not None or latest.next_attempt_at > timezone.now():

@@ -119,7 +119,7 @@ def encode_cursor(recording: Recording) -> str:
     return make_cursor("recordings", recording.owner_id, [recording.created_at.isoformat(), recording.pk])
 
 
-def decode_cursor(owner_id: int, cursor: str) -> tuple[datetime, int]:
+def decode_cursor(owner_id: object, cursor: str) -> tuple[datetime, int]:
     """Only a cursor this server signed for this user (common/cursors.py): a made-up id past 64
     bits would otherwise reach PostgreSQL and fail there."""
     try:
