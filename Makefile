@@ -31,7 +31,7 @@ run: install
 	$(VENV)/bin/honcho run $(VENV)/bin/python -m assistant_site.local_postgres start
 	$(VENV)/bin/honcho run $(VENV)/bin/python manage.py migrate --noinput
 	$(VENV)/bin/python manage.py collectstatic --noinput --verbosity 0
-	@echo "Starting PostgreSQL, Redis, Neo4j, the workers, Daphne and nginx: https://localhost:$${HTTPS_PORT:-8443} (HTTP/2, self-signed) or http://127.0.0.1:$${APP_PORT:-8000}"
+	@echo "Starting PostgreSQL, Redis (broker and cache), Neo4j, the workers, Daphne and nginx: https://localhost:$${HTTPS_PORT:-8443} (HTTP/2, self-signed) or http://127.0.0.1:$${APP_PORT:-8000}"
 	$(VENV)/bin/honcho start
 
 test: install
@@ -41,7 +41,7 @@ test: install
 # database, about a second to start) but no Redis, Neo4j, LLM server, worker, Daphne or Chromium is
 # started. Their URLs point at a closed port here, so a test that needs a service but is not marked
 # fails at once instead of passing on one left running. On SQLite: DATABASE_URL=sqlite:///var/test/db.sqlite3.
-FAST_ENV := REDIS_URL=redis://127.0.0.1:9/0 NEO4J_BOLT_URL=bolt://127.0.0.1:9 LLM_PORT=9
+FAST_ENV := REDIS_URL=redis://127.0.0.1:9/0 REDIS_CACHE_URL=redis://127.0.0.1:9/0 NEO4J_BOLT_URL=bolt://127.0.0.1:9 LLM_PORT=9
 test-fast: system-packages $(VENV_STAMP)
 	$(FAST_ENV) $(VENV)/bin/pytest -m "not services"
 

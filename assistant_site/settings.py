@@ -138,12 +138,21 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"]["CONN_MAX_AGE"] = DATABASE_CONN_MAX_AGE
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = DATABASE_CONN_MAX_AGE > 0
 
-# --- Redis: cache (https://github.com/jazzband/django-redis), channel layer, Celery broker
-REDIS_URL = env_url("REDIS_URL", "redis://127.0.0.1:6379/0", schemes={"redis", "rediss", "unix"})
+# --- Redis: two instances, because maxmemory and its eviction policy are per instance.
+# REDIS_URL: Celery broker and results, channel layer, live-session leases (transcription/live_store.py).
+# Nothing there may ever be evicted (a lost key is a lost job or message), so it runs `noeviction`.
+# REDIS_CACHE_URL: Django's cache (https://github.com/jazzband/django-redis): AI results, graph reads,
+# API-token lookups. Everything in it can be recomputed, so it is bounded by REDIS_CACHE_MAXMEMORY
+# with `allkeys-lru` (Procfile, tests/services.py, deploy/): a flood of cache keys evicts cache keys.
+_REDIS_SCHEMES = {"redis", "rediss", "unix"}
+REDIS_URL = env_url("REDIS_URL", "redis://127.0.0.1:6379/0", schemes=_REDIS_SCHEMES)
+REDIS_CACHE_URL = env_url("REDIS_CACHE_URL", "redis://127.0.0.1:6380/0", schemes=_REDIS_SCHEMES)
+# What the bundled and test cache instances are started with (redis-server's size syntax).
+REDIS_CACHE_MAXMEMORY = env_str("REDIS_CACHE_MAXMEMORY", "256mb")
 CACHES = {
     "default": {
         "BACKEND": "django_redis.cache.RedisCache",
-        "LOCATION": REDIS_URL,
+        "LOCATION": REDIS_CACHE_URL,
         "KEY_PREFIX": "wa",
         "OPTIONS": {"CLIENT_CLASS": "django_redis.client.DefaultClient"},
     }
@@ -236,6 +245,11 @@ NEO4J_BOLT_URL = env_url(
 # Cached graph reads are invalidated on every write to the user's graph (graph/cache.py); this
 # only bounds how long an unused entry occupies Redis.
 GRAPH_CACHE_SECONDS = env_int("GRAPH_CACHE_SECONDS", 3600, minimum=1)
+# A graph change that fails (not Neo4j being away: the change itself) is tried again after this
+# many seconds, doubling each time; after GRAPH_OUTBOX_MAX_ATTEMPTS it is left failed in the admin.
+# Other recordings' changes never wait for it.
+GRAPH_OUTBOX_RETRY_SECONDS = env_int("GRAPH_OUTBOX_RETRY_SECONDS", 30, minimum=1)
+GRAPH_OUTBOX_MAX_ATTEMPTS = env_int("GRAPH_OUTBOX_MAX_ATTEMPTS", 8, minimum=1)
 # Results per page of the search (page, API).
 GRAPH_SEARCH_PAGE_SIZE = env_int("GRAPH_SEARCH_PAGE_SIZE", 20, minimum=1)
 

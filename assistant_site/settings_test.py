@@ -11,6 +11,9 @@ from pathlib import Path
 _VAR = Path(__file__).resolve().parent.parent / "var" / "test"
 os.environ.setdefault("VAR_DIR", str(_VAR))
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6390/0")
+os.environ.setdefault("REDIS_CACHE_URL", "redis://127.0.0.1:6394/0")
+# Small, so the suite can fill it past its limit and watch it evict (tests/test_abuse_data.py).
+os.environ.setdefault("REDIS_CACHE_MAXMEMORY", "32mb")
 os.environ.setdefault("NEO4J_BOLT_URL", "bolt://neo4j:neo4j@127.0.0.1:7690")
 os.environ.setdefault("POSTGRES_PORT", "5490")  # and so the default DATABASE_URL
 os.environ.setdefault("CELERY_WORKER_CONCURRENCY", "1")

@@ -42,6 +42,7 @@ BENCH_ENV = {
     "POSTGRES_PORT": str(PORT),
     # Nothing here needs Redis or Neo4j: a closed port makes any use of them fail loudly.
     "REDIS_URL": "redis://127.0.0.1:9/0",
+    "REDIS_CACHE_URL": "redis://127.0.0.1:9/0",
     "NEO4J_BOLT_URL": "bolt://neo4j:neo4j@127.0.0.1:9",
     "LOG_LEVEL": "WARNING",
     # This process's own connections (part 1): plain ones, opened and closed as the part says.

@@ -26,6 +26,8 @@ BENCH_VAR = ROOT / "var" / "bench" / "workflows"
 BENCH_ENV = {
     "VAR_DIR": str(BENCH_VAR),
     "REDIS_URL": "redis://127.0.0.1:6393/0",
+    # The cache in another database of the same Redis: the benchmarks never fill it.
+    "REDIS_CACHE_URL": "redis://127.0.0.1:6393/1",
     "LLM_PORT": "8092",
     "DATABASE_URL": f"sqlite:///{BENCH_VAR / 'db.sqlite3'}",
     "DJANGO_SETTINGS_MODULE": "assistant_site.settings_test",

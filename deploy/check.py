@@ -251,6 +251,39 @@ def check_compose() -> Iterator[str]:
             yield f"podman-compose config: {result.stderr.strip()}"
 
 
+# Redis instance -> the eviction policy it must run with, and whether it must be bounded: the broker's
+# (jobs, results, channel layer, leases) never evicts; the cache's is bounded and evicts any key.
+REDIS_POLICIES = {"redis": ("noeviction", False), "redis-cache": ("allkeys-lru", True)}
+
+
+def redis_problems(where: str, args: list[str], name: str) -> Iterator[str]:
+    policy, bounded = REDIS_POLICIES[name]
+    args = args[1:] if args[:1] == ["redis-server"] else args  # compose names the program, k8s does not
+    options = dict(zip(args[::2], args[1::2], strict=False))
+    if options.get("--maxmemory-policy") != policy:
+        yield f"{where}: {name} must run with --maxmemory-policy {policy}"
+    if bounded and not options.get("--maxmemory"):
+        yield f"{where}: {name} must be bounded with --maxmemory"
+
+
+def check_redis(resources: list[tuple[Path, dict[str, Any]]]) -> Iterator[str]:
+    """The two Redis instances of REDIS_URL and REDIS_CACHE_URL keep the policies they exist for."""
+    found = set()
+    for path, doc in resources:
+        spec = pod_spec(doc)
+        for container in (spec or {}).get("containers", []):
+            if container["name"] in REDIS_POLICIES:
+                found.add(container["name"])
+                yield from redis_problems(str(path.relative_to(ROOT)), container.get("args", []), container["name"])
+    yield from (f"deploy/k8s/base: no {name} container" for name in REDIS_POLICIES.keys() - found)
+    services = yaml.safe_load((CONTAINER / "compose.yaml").read_text())["services"]
+    for name in REDIS_POLICIES:
+        if name not in services:
+            yield f"compose.yaml: no {name} service"
+        else:
+            yield from redis_problems("compose.yaml", services[name].get("command", []), name)
+
+
 def main() -> int:
     resources = list(manifests())
     problems = [
@@ -259,6 +292,7 @@ def main() -> int:
         *check_references(resources),
         *check_kustomization(),
         *check_compose(),
+        *check_redis(resources),
     ]
     for problem in problems:
         print(problem)

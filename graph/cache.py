@@ -6,6 +6,7 @@ The old entries simply expire.
 """
 
 import hashlib
+import time
 from collections.abc import Callable
 from typing import TypeVar, cast
 
@@ -20,16 +21,26 @@ def _version_key(owner: str) -> str:
     return f"graph:version:{owner}"
 
 
+def _first_version() -> int:
+    # The cache evicts (allkeys-lru, settings.REDIS_CACHE_URL), the version keys too: a version that
+    # restarted at 1 would find the entries cached under the old 1, 2, ... still there. A new start
+    # from the clock never meets an old one.
+    return time.time_ns()
+
+
 def graph_changed(owner: str) -> None:
     """Make every cached read of this user's graph stale."""
     key = _version_key(owner)
-    if not cache.add(key, 1, timeout=None):
-        cache.incr(key)
+    if not cache.add(key, _first_version(), timeout=None):
+        try:
+            cache.incr(key)
+        except ValueError:  # evicted between the two calls
+            cache.add(key, _first_version(), timeout=None)
 
 
 def version(owner: str) -> int:
-    # Never None: the key is set to 1 when missing.
-    return cast(int, cache.get_or_set(_version_key(owner), 1, timeout=None))
+    # Never None: the key is set when missing.
+    return cast(int, cache.get_or_set(_version_key(owner), _first_version, timeout=None))
 
 
 def cached(owner: str, name: str, args: dict, compute: Callable[[], T]) -> T:

@@ -18,11 +18,20 @@ class GraphChange(models.Model):
     owner_id = models.BigIntegerField()
     kind = models.CharField(max_length=8, choices=Kind.choices)
     created_at = models.DateTimeField(default=timezone.now)
+    # Failures of this change itself (Neo4j being away does not count), the next try after a growing
+    # delay, and, after GRAPH_OUTBOX_MAX_ATTEMPTS, failed: kept for an admin to read and retry.
     attempts = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    failed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        indexes = [models.Index(fields=["recording_id"])]
+        indexes = [
+            models.Index(fields=["recording_id"]),
+            models.Index(
+                fields=["next_attempt_at"], condition=models.Q(failed_at__isnull=True), name="graph_change_due"
+            ),
+        ]
 
     def __str__(self):
         return f"{self.kind} recording {self.recording_id}"

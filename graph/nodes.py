@@ -2,7 +2,7 @@
 
 Keys: `uid` on every node is unique. Users and recordings use the relational primary key (as a
 string), segments "<recording id>:<index>", and the nodes merged per user (speakers, entities,
-topics) a short hash of the owner and the normalised name, so the graph can always be rebuilt from
+topics) the SHA-256 of the owner, the kind and the normalised name (writes.node_uid), so the graph can always be rebuilt from
 the database and a URL never carries a name. Every node but User carries `owner` (the user's uid):
 each read is scoped by it, and the full-text indexes include it so a search never leaves the user's
 own nodes.

@@ -38,7 +38,9 @@ def search(request):
     try:
         page = queries.search(queries.owner_key(request.user), text, request.GET.get("cursor") or None)
     except queries.BadCursor:
-        return HttpResponseBadRequest("Invalid cursor.")
+        return HttpResponseBadRequest(
+            "This results link is not one this site gave you (its cursor was changed). Search again."
+        )
     return render(request, "graph/search.html", {"q": text, "page": page, "first_page": not request.GET.get("cursor")})
 
 

@@ -1,6 +1,7 @@
 """Batched graph writes: a recording and all it says go in one transaction of a few UNWIND queries.
 
-Idempotent: nodes are MERGEd on their unique `uid`; a recording's links to entities, topics and
+Idempotent: nodes are MERGEd on their unique `uid` (merged nodes on uid and owner, so a uid of
+another user's could only ever fail the write, never join their node); a recording's links to entities, topics and
 speakers are cleared and made again, and CO_OCCURS weights (the number of recordings that mention
 both entities) are taken off for the old links and added for the new ones, so writing the same
 recording twice changes nothing. The number of queries does not grow with the transcript.
@@ -21,8 +22,14 @@ MAX_LINKED_ENTITIES = 30
 
 
 def node_uid(owner: str, kind: str, key: str) -> str:
-    """Stable id of a node merged per user by name: the same name is the same node."""
-    return hashlib.sha1(f"{owner}\x1f{kind}\x1f{key}".encode()).hexdigest()[:16]
+    """Stable id of a node merged per user by name: the same name is the same node. The whole
+    SHA-256 of owner, kind and name: no two users' names can share a node (a truncated 64-bit hash
+    could be made to collide), and a URL never carries the name."""
+    return hashlib.sha256(f"{owner}\x1f{kind}\x1f{key}".encode()).hexdigest()
+
+
+# Before: the first 16 hex digits of a SHA-1. Nodes with such uids are rewritten (outbox.requeue_owners).
+OLD_UID_LENGTH = 16
 
 
 # Takes the recording's old links away (and their share of CO_OCCURS weights) and reports which
@@ -86,8 +93,8 @@ WRITE_KNOWLEDGE = """
 MATCH (r:Recording {uid: $uid})
 CALL (r) {
   UNWIND $entities AS item
-  MERGE (e:Entity {uid: item.uid})
-  ON CREATE SET e.owner = $owner, e.name = item.name, e.key = item.key, e.type = item.type
+  MERGE (e:Entity {uid: item.uid, owner: $owner})
+  ON CREATE SET e.name = item.name, e.key = item.key, e.type = item.type
   SET e.type = CASE WHEN item.type <> 'name' THEN item.type ELSE e.type END
   CREATE (r)-[:MENTIONS {count: item.count, segments: item.segments}]->(e)
 }
@@ -101,14 +108,14 @@ CALL () {
 }
 CALL (r) {
   UNWIND $topics AS item
-  MERGE (t:Topic {uid: item.uid})
-  ON CREATE SET t.owner = $owner, t.name = item.name
+  MERGE (t:Topic {uid: item.uid, owner: $owner})
+  ON CREATE SET t.name = item.name
   CREATE (r)-[:ABOUT {weight: item.weight}]->(t)
 }
 CALL (r) {
   UNWIND $speakers AS item
-  MERGE (p:Speaker {uid: item.uid})
-  ON CREATE SET p.owner = $owner, p.name = item.name
+  MERGE (p:Speaker {uid: item.uid, owner: $owner})
+  ON CREATE SET p.name = item.name
   CREATE (r)-[:HAS_SPEAKER {segments: size(item.segments)}]->(p)
   WITH p, item
   UNWIND item.segments AS segment_uid
@@ -243,6 +250,20 @@ DELETE_USER_NODES = """
 MATCH (n:{label}) WHERE n.owner = $owner
 CALL (n) {{ DETACH DELETE n }} IN TRANSACTIONS OF 5000 ROWS
 """
+
+
+OWNERS_WITH_OLD_UIDS = """
+CALL () { MATCH (n:Entity) WHERE size(n.uid) = $length RETURN n.owner AS owner
+  UNION MATCH (n:Topic) WHERE size(n.uid) = $length RETURN n.owner AS owner
+  UNION MATCH (n:Speaker) WHERE size(n.uid) = $length RETURN n.owner AS owner }
+RETURN DISTINCT owner
+"""
+
+
+def owners_with_old_uids() -> list[int]:
+    """Users whose graph still has merged nodes with the old, truncated uids (OLD_UID_LENGTH)."""
+    rows, _ = db.cypher_query(OWNERS_WITH_OLD_UIDS, {"length": OLD_UID_LENGTH})
+    return sorted(int(owner) for (owner,) in rows if owner is not None)
 
 
 def delete_user_graph(owner: str) -> None:

@@ -56,15 +56,19 @@ def real_services():
     """Redis and Neo4j, started once on first use, each emptied of earlier runs' data."""
     var = Path(settings.VAR_DIR)
     redis = services.start_redis(settings.REDIS_URL, var / "redis")
+    redis_cache = services.start_redis(settings.REDIS_CACHE_URL, var / "redis-cache", settings.REDIS_CACHE_MAXMEMORY)
     neo4j = services.start_neo4j(settings.NEO4J_BOLT_URL, var / "neo4j")
+    import redis as redis_client
     from django_redis import get_redis_connection
 
+    redis_client.Redis.from_url(settings.REDIS_URL).flushdb()
     get_redis_connection("default").flushdb()
     neomodel.db.cypher_query("MATCH (n) DETACH DELETE n")
     call_command("graph_schema", verbosity=0)
     yield
     neomodel.db.close_connection()
     services.stop(neo4j)
+    services.stop(redis_cache)
     services.stop(redis)
     for restarted in services.RESTARTED:  # by a fault test
         services.stop(restarted)

@@ -52,7 +52,10 @@ def start_postgres(databases: dict, port: int, data_dir: Path) -> LocalPostgres 
     return server if started else None
 
 
-def start_redis(url: str, data_dir: Path) -> subprocess.Popen | None:
+def start_redis(url: str, data_dir: Path, maxmemory: str | None = None) -> subprocess.Popen | None:
+    """A Redis on `url`'s port. Without `maxmemory` it is the broker's kind (never evicts: a write
+    past the memory limit fails rather than drop a queued job); with it, the cache's kind (evicts
+    the least recently used key of any kind once `maxmemory` is reached)."""
     parsed = urlparse(url)
     host, port = parsed.hostname, parsed.port or 6379
     if is_listening(host, port):
@@ -74,6 +77,8 @@ def start_redis(url: str, data_dir: Path) -> subprocess.Popen | None:
             "",
             "--appendonly",
             "no",
+            *(["--maxmemory", maxmemory, "--maxmemory-policy", "allkeys-lru"] if maxmemory else []),
+            *([] if maxmemory else ["--maxmemory-policy", "noeviction"]),
         ],
         stdout=log.open("w"),
         stderr=subprocess.STDOUT,

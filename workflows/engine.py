@@ -126,10 +126,12 @@ def validate(definition: dict) -> Graph:
     return Graph(nodes, order)
 
 
-def cache_key(node: Node, inputs: dict) -> str:
-    """Node type + settings + model + inputs: the same AI operation on the same text is reused."""
+def cache_key(owner_id: int | None, node: Node, inputs: dict) -> str:
+    """Owner + node type + settings + model + inputs: the same AI operation on the same text is reused,
+    by the same user only. A cache shared across users would answer one user's run from another's,
+    and the hit (seen in the run's record, and in its speed) would tell that someone ran that input."""
     material = orjson.dumps(
-        [node.type.name, node.settings, django_settings.LLM_MODEL, inputs],
+        [owner_id, node.type.name, node.settings, django_settings.LLM_MODEL, inputs],
         option=orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY,
         default=str,
     )
@@ -164,7 +166,7 @@ class Executor:
             return NodeResult("skipped", {port: NOT_RAN for port in node.type.outputs})
         result = NodeResult("done", started=time.time())
         began = time.perf_counter()
-        key = cache_key(node, inputs) if node.type.cached else None
+        key = cache_key(self.ctx.owner_id, node, inputs) if node.type.cached else None
         if key is not None:
             hit = await cache.aget(key)
             if hit is not None:

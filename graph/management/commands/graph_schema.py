@@ -5,6 +5,7 @@ from typing import TextIO, cast
 import neomodel
 from django.core.management.base import BaseCommand, CommandError
 
+from graph import outbox
 from graph.connection import GRAPH_UNAVAILABLE
 
 
@@ -37,4 +38,7 @@ class Command(BaseCommand):
             # Names come from our own table, never from input: safe to format into the statement.
             neomodel.db.cypher_query(f"CREATE FULLTEXT INDEX {name} FOR (n:{label}) ON EACH [{fields}]")
         neomodel.db.cypher_query("CALL db.awaitIndexes(300)")
+        # A graph written before the uids were full SHA-256 hashes is rewritten through the outbox.
+        if queued := outbox.rewrite_old_uids():
+            self.stdout.write(f"{queued} recordings queued to be rewritten with full-length node uids")
         self.stdout.write(self.style.SUCCESS("graph schema installed"))
