@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 import schemathesis
 from django.test import Client
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
+from schemathesis.python import asgi
 from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance
 
 from accounts.models import ApiToken
@@ -107,6 +108,66 @@ def test_the_schema_is_served_to_a_signed_in_user(alice):
     client.force_login(alice)
     served = client.get("/api/openapi.json").json()
     assert set(served["paths"]) == set(api.get_openapi_schema()["paths"])
+
+
+# --- The OpenAI-compatible endpoint (not in the schema: fuzzed with hypothesis directly) -----------
+
+form_values = st.one_of(
+    st.text(max_size=40),
+    st.sampled_from(["whisper-1", "tiny.en", "json", "text", "srt", "vtt", "verbose_json", "en", "0.2", "word"]),
+    st.integers(1, 300_000).map(lambda n: "x" * n),
+)
+openai_forms = st.fixed_dictionaries(
+    {},
+    optional={
+        "model": form_values,
+        "response_format": form_values,
+        "language": form_values,
+        "prompt": form_values,
+        "temperature": form_values,
+        "timestamp_granularities[]": st.lists(form_values, max_size=3),
+    },
+)
+# Never valid audio (no container or codec starts with these bytes), so no job is queued and the request
+# cannot wait for a worker: what is fuzzed is everything before that.
+not_audio = st.binary(max_size=2048).map(lambda data: b"\x00fuzz\x00" + data)
+filenames = st.text(alphabet=st.characters(codec="ascii", exclude_characters='"\\\r\n'), max_size=40)
+
+
+@settings(max_examples=60, derandomize=True, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+@given(
+    auth=st.sampled_from(["token", "none", "garbage"]),
+    method=st.sampled_from(["POST", "POST", "POST", "GET", "PUT", "DELETE"]),
+    form=openai_forms,
+    upload=st.one_of(st.none(), st.tuples(filenames, not_audio)),
+    raw_body=st.one_of(st.none(), st.binary(max_size=512)),
+)
+def test_no_request_to_the_openai_endpoint_is_a_server_error_or_a_hang(
+    openai_key, auth, method, form, upload, raw_body
+):
+    headers = {"token": {"Authorization": f"Bearer {openai_key}"}, "none": {}}.get(
+        auth, {"Authorization": "Bearer wa_x"}
+    )
+    with asgi.get_client(application) as client:
+        if raw_body is not None:  # a body that claims to be multipart and is not
+            headers = {**headers, "Content-Type": "multipart/form-data; boundary=fuzz"}
+            response = client.request(
+                method, "/v1/audio/transcriptions", headers=headers, data=raw_body, timeout=CALL_TIMEOUT
+            )
+        else:
+            files = {"file": upload} if upload else None
+            response = client.request(
+                method, "/v1/audio/transcriptions", headers=headers, data=form, files=files, timeout=CALL_TIMEOUT
+            )
+    assert response.status_code < 500, (response.status_code, response.text[:500])
+    error = response.json()["error"]  # OpenAI's shape, whatever went wrong
+    assert error["message"] and error["type"]
+    assert not Recording.objects.filter(owner__username="alice").exists()  # nothing stored for garbage
+
+
+@pytest.fixture
+def openai_key(alice):
+    return ApiToken.issue(alice, "fuzz")[1]
 
 
 # Findings of the fuzzing above, kept as explicit examples.
