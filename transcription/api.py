@@ -5,16 +5,18 @@ Authentication is the API's (a bearer token or the browser's session). Every que
 caller: another user's recording is a 404.
 """
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from django.conf import settings
 from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
 from ninja import Field, File, Form, Query, Router, Schema
 from ninja.errors import HttpError
 from ninja.files import UploadedFile
 from ninja.responses import Status
+from pydantic import field_validator
 
 from actions.recordings import accept_upload, delete_recording
 from common.cursors import make_cursor, read_cursor
@@ -106,6 +108,17 @@ class RecordingFilters(Schema):
     q: str | None = Field(None, max_length=200, description="Words in the title or transcript")
     created_after: datetime | None = None
     created_before: datetime | None = None
+
+    @field_validator("created_after", "created_before")
+    @classmethod
+    def in_utc(cls, value: datetime | None) -> datetime | None:
+        # ISO 8601 allows offsets up to ±23:59, PostgreSQL only ±15:59 (a 500 otherwise): compare in UTC.
+        if value is None:
+            return None
+        try:
+            return (timezone.make_aware(value) if timezone.is_naive(value) else value).astimezone(UTC)
+        except OverflowError:
+            raise ValueError("Out of the range of dates.") from None
 
 
 class Error(Schema):

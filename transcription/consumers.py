@@ -118,7 +118,7 @@ class LiveTranscriptionConsumer(JsonConsumer):
             options = engine.Options(language=str(message.get("language") or ""), model=str(message.get("model") or ""))
             policy = message.get("policy") or "local-agreement"
             try:
-                if policy not in live.POLICIES:
+                if not isinstance(policy, str) or policy not in live.POLICIES:  # [1] or {} is unhashable
                     raise engine.OptionError("policy", f"Unknown policy {policy!r}.")
                 session = live.LiveSession.start(self.user.id, options, policy, save=save_live_session)
             except engine.OptionError as exc:
