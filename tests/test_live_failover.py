@@ -52,7 +52,9 @@ class WebProcess:
             cwd=ROOT,
             # Never skip ahead: on a busy machine a new process's first inference (model load) may
             # fall behind, and this test is about what is kept, not how fast it is transcribed.
-            env=services.test_process_env(settings.DATABASES["default"]) | {"LIVE_MAX_LAG_SECONDS": "600"} | (env or {}),
+            env=services.test_process_env(settings.DATABASES["default"])
+            | {"LIVE_MAX_LAG_SECONDS": "600"}
+            | (env or {}),
             stdout=log.open("w"),
             stderr=subprocess.STDOUT,
         )
