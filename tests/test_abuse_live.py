@@ -8,6 +8,8 @@ import contextlib
 import os
 import random
 import time
+import tracemalloc
+import wave
 
 import orjson
 import pytest
@@ -329,3 +331,24 @@ async def test_random_frames_and_messages_never_crash_or_hang_the_live_socket(al
     await ws.send(b"\x00\x00" * 3200)
     await ws.send('{"type": "stop"}')
     assert (await next_of(ws, "saved"))["recording"]
+
+
+async def test_saving_an_hour_long_session_streams_its_audio_instead_of_copying_it(alice):
+    session = await live.LiveSession.start(alice.id, engine.Options(), "local-agreement", save_live_session)
+    second = b"\x01\x00" * 16000
+    with open(session.store.spool_path, "ab") as spool:  # an hour of audio, as if received
+        for _ in range(3600):
+            spool.write(second)
+    session.received_bytes = 3600 * len(second)
+    tracemalloc.start()
+    try:
+        recording = await asyncio.to_thread(save_live_session, session)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # The original read the PCM and built the WAV in memory: 220 MB for this hour (115 MB of PCM).
+    assert peak < 20 * 2**20, f"saving took {peak / 2**20:.0f} MiB"
+    assert recording.duration == 3600 and recording.audio.size == 44 + 3600 * len(second)
+    with wave.open(recording.audio.path) as saved:
+        assert saved.getnframes() == 3600 * 16000 and saved.getframerate() == 16000
+    assert (await session.stop()).id == recording.id

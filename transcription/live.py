@@ -27,7 +27,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -58,6 +58,8 @@ _sessions: dict[str, "LiveSession"] = {}
 _background: set[asyncio.Task] = set()  # sessions being saved after their socket was cut off
 
 Send = Callable[[dict], Awaitable[None]]
+# Ends the session's socket for a limit reached between frames (the consumer's).
+OnLimit = Callable[["Limit"], Coroutine[object, object, None]]
 # Stores a stopped session (its audio and transcript) as a recording; runs in a thread.
 Save = Callable[["LiveSession"], Recording]
 
@@ -158,7 +160,7 @@ class LiveSession:
         # cancelled step is still running on its thread.
         self._step_lock = threading.Lock()
         self.send: Send | None = None
-        self._on_limit: Callable[[Limit], Awaitable[None]] | None = None
+        self._on_limit: OnLimit | None = None
         self.closed = False
         self.inference_seconds = 0.0
         self._new_audio = asyncio.Event()
@@ -283,7 +285,7 @@ class LiveSession:
                 await asyncio.sleep(1.0)
                 try:
                     if self.send is None and await asyncio.to_thread(self.store.is_wanted):
-                        self._hand_over()
+                        await self._hand_over()
                         return
                     if not await asyncio.to_thread(self.store.renew_lease):
                         log.warning("live session %s: lease lost; another process serves it now", self.id)
@@ -318,10 +320,10 @@ class LiveSession:
         else:
             self.stop_in_background()
 
-    def _hand_over(self) -> None:
+    async def _hand_over(self) -> None:
         log.info("live session %s handed over to another process", self.id)
         self._let_go()
-        self.store.release_lease()
+        await asyncio.to_thread(self.store.release_lease)
 
     def _let_go(self) -> None:
         """Stop serving the session here, without saving it: another process carries it on."""
@@ -344,7 +346,7 @@ class LiveSession:
     def received_seconds(self) -> float:
         return self.received_samples / SAMPLE_RATE
 
-    def attach(self, send: Send, on_limit: Callable[[Limit], Awaitable[None]] | None = None) -> None:
+    def attach(self, send: Send, on_limit: OnLimit | None = None) -> None:
         self.send = send
         self._on_limit = on_limit
         if self._task is None:
