@@ -142,13 +142,14 @@ async def test_oversize_frames_and_messages_are_refused_with_a_close_code(alice,
     web = await asyncio.to_thread(web_processes, LIVE_MAX_STREAMS_PER_USER="10")
     for frame, code in (
         (b"\x00" * (settings.LIVE_MAX_FRAME_BYTES + 2), sockets.CLOSE_FRAME_TOO_LARGE),  # refused by the app
-        (b"\x00" * (8 * 2**20), 1009),  # refused by Daphne (over 1 MiB) before it is read whole
+        # Refused by Daphne (over 1 MiB) before it is read whole: 1009, or the connection dropped.
+        (b"\x00" * (8 * 2**20), (1009, 1006)),
         ("x" * (settings.LIVE_MAX_CONTROL_BYTES + 1), sockets.CLOSE_FRAME_TOO_LARGE),
     ):
         ws, ready = await start_session(web, alice)
         assert ready["type"] == "ready"
         await send_quietly(ws, frame)
-        assert await close_code(ws) == code
+        assert await close_code(ws) in (code if isinstance(code, tuple) else (code,))
     ws = await open_live(web, await database_sync_to_async(session_cookie)(alice))
     for _ in range(settings.LIVE_MAX_CONTROL_MESSAGES + 1):
         await send_quietly(ws, '{"type": "dance"}')
