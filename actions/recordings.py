@@ -5,8 +5,8 @@ import logging
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.core.files.base import ContentFile
-from django.db import transaction
+from django.core.files import File
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from common.queueing import enqueue_on_commit
@@ -113,43 +113,86 @@ def _follow_up_transcript(recording: Recording) -> None:
 
 def save_live_session(session: live.LiveSession) -> Recording:
     """A stopped live session as a recording like an upload's: its audio, then its transcript through
-    `store_transcript`, so it gets the same follow-ups (graph write, summary run)."""
-    audio = session.wav()
-    result = session.result()
+    `store_transcript`, so it gets the same follow-ups (graph write, summary run). Saving the same
+    session again returns the recording it was saved as: a session is stored once."""
+    return _save_live_audio(session, session.result())
+
+
+def save_failed_live_session(session: live.LiveSession, attempts: int) -> Recording:
+    """The last resort for a session that could not be saved LIVE_SAVE_ATTEMPTS times: a FAILED
+    recording that still has all of its audio (it can be transcribed again), and no transcript."""
+    return _save_live_audio(
+        session,
+        None,
+        error=f"The live session could not be saved ({attempts} attempts); its audio is kept, without a transcript.",
+    )
+
+
+def _save_live_audio(
+    session: live.LiveSession, result: engine.TranscriptionResult | None, error: str = ""
+) -> Recording:
+    existing = Recording.objects.filter(live_session=session.id).first()
+    if existing is not None:
+        return existing
     now = timezone.localtime()
     recording = Recording(
         owner_id=session.user_id,
         title=f"Live {now:%Y-%m-%d %H:%M}",
-        status=Recording.Status.PROCESSING,
-        duration=result.duration,
-        size_bytes=len(audio),
+        status=Recording.Status.PROCESSING if result else Recording.Status.FAILED,
+        error=error,
+        duration=round(session.received_seconds, 3),
+        size_bytes=session.wav_size(),
         options=session.options.to_dict() | {"pipeline": "live"},
         started_at=now,
+        finished_at=None if result else now,
+        live_session=session.id,
     )
-    # The file is written before the transaction, so the database is not held while it is.
-    recording.audio.save(f"live-{session.id}.wav", ContentFile(audio), save=False)
-    with transaction.atomic():
-        recording.save()
-        store_transcript(recording, result)
+    # The file is written before the transaction, so the database is not held while it is; it is
+    # streamed from the spool (a WAV header, then the PCM), never held in memory.
+    with session.wav_file() as wav:
+        recording.audio.save(f"live-{session.id}.wav", File(wav, name=f"live-{session.id}.wav"), save=False)
+    try:
+        with transaction.atomic():
+            recording.save()
+            if result is not None:
+                store_transcript(recording, result)
+    except IntegrityError:  # saved meanwhile by another process: that one stands
+        recording.audio.delete(save=False)
+        return Recording.objects.get(live_session=session.id)
+    except Exception:
+        recording.audio.delete(save=False)
+        raise
     return recording
 
 
 def save_abandoned_live_sessions() -> int:
-    """Save the live sessions whose web process died and that nobody resumed within
-    LIVE_RESUME_SECONDS: their spooled audio and committed words, the rest transcribed here."""
+    """Save the live sessions whose web process died (or whose save failed) and that nobody resumed
+    within LIVE_RESUME_SECONDS: their spooled audio and committed words, the rest transcribed here.
+    A session that fails LIVE_SAVE_ATTEMPTS times is stored as a FAILED recording with its audio."""
     saved = 0
     for session_id in live_store.abandoned_sessions(settings.LIVE_RESUME_SECONDS):
+        store = live_store.SessionStore(session_id)
         try:
-            session = live.LiveSession.take_abandoned(session_id, save_live_session)
-            if session is None:
-                continue  # another process took it meanwhile
-            if session.received_bytes:
-                save_live_session(session)
-                saved += 1
-            session.discard()
+            meta = store.meta()
+            attempts = meta["save_attempts"] if meta else 0
+            give_up = attempts >= settings.LIVE_SAVE_ATTEMPTS
+            with live.LiveSession.abandoned(session_id, save_live_session, transcribe=not give_up) as session:
+                if session is None:
+                    continue  # another process took it meanwhile
+                if session.received_bytes:
+                    if give_up:
+                        save_failed_live_session(session, attempts)
+                    else:
+                        save_live_session(session)
+                    saved += 1
+                session.discard()
             log.info("saved abandoned live session %s", session_id)
         except Exception:  # one that cannot be saved now is tried again next round; the rest go on
             log.exception("could not save abandoned live session %s", session_id)
+            try:
+                store.count_save_attempt()
+            except Exception:
+                log.exception("could not count the attempt at saving live session %s", session_id)
     return saved
 
 

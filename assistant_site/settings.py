@@ -327,6 +327,19 @@ LIVE_RESUME_SECONDS = env_float("LIVE_RESUME_SECONDS", 30.0, minimum=0)
 # Live audio is appended here as it arrives (one file per session), so no web process holds it in
 # memory and any process can resume a session; several machines need it on a shared volume.
 LIVE_SPOOL_DIR = Path(env_str("LIVE_SPOOL_DIR", str(VAR_DIR / "live")))
+# Limits no client can exceed (README "Limits of a live session"): audio at most this many times
+# real time on average, with a burst of this many seconds of audio (a reconnect re-sends what was
+# lost in flight); a session ends and is saved at this length; a user may stream this many minutes
+# a day (counted in Redis, across processes); control (text) messages are this small and few.
+LIVE_MAX_REALTIME_RATIO = env_float("LIVE_MAX_REALTIME_RATIO", 1.25, minimum=1.0)
+LIVE_BURST_SECONDS = env_float("LIVE_BURST_SECONDS", 30.0, minimum=1.0)
+LIVE_MAX_SESSION_SECONDS = env_int("LIVE_MAX_SESSION_SECONDS", 4 * 3600, minimum=1)
+LIVE_MINUTES_PER_DAY = env_int("LIVE_MINUTES_PER_DAY", 240, minimum=1)
+LIVE_MAX_CONTROL_BYTES = env_int("LIVE_MAX_CONTROL_BYTES", 4096, minimum=64)
+LIVE_MAX_CONTROL_MESSAGES = env_int("LIVE_MAX_CONTROL_MESSAGES", 32, minimum=2)
+# Saving a stopped session is tried this many times (the spool is kept meanwhile); then it is
+# stored as a FAILED recording that still has its audio.
+LIVE_SAVE_ATTEMPTS = env_int("LIVE_SAVE_ATTEMPTS", 3, minimum=1)
 
 # --- The front door: nginx (deploy/nginx) on APP_PORT (HTTP) and HTTPS_PORT (HTTP/2 over TLS), and
 # WEB_PROCESSES Daphne processes behind it on WEB_PORT, WEB_PORT+1, ... (assistant_site/serve.py).

@@ -9,7 +9,13 @@ CLOSE_NOT_FOUND = 4404
 CLOSE_BAD_FRAME = 4400  # PCM16 frames must have an even number of bytes
 CLOSE_NOT_STARTED = 4409  # audio before the start message
 CLOSE_TOO_MANY_STREAMS = 4429
-CLOSE_FRAME_TOO_LARGE = 1009  # RFC 6455 "message too big"
+# A frame or message over our limits. (Not RFC 6455's 1009: Daphne lets an application close only
+# with 1000 or 3000-4999; Daphne itself closes with 1009 a message over its own 1 MiB limit.)
+CLOSE_FRAME_TOO_LARGE = 4413
+CLOSE_QUOTA_USED_UP = 4402  # the user's live minutes for today are used up
+CLOSE_SESSION_TOO_LONG = 4408  # the live session reached LIVE_MAX_SESSION_SECONDS (it is saved)
+CLOSE_AUDIO_TOO_FAST = 4420  # audio faster than LIVE_MAX_REALTIME_RATIO × real time (what came before is saved)
+CLOSE_TOO_MANY_MESSAGES = 4421  # more than LIVE_MAX_CONTROL_MESSAGES text messages on one connection
 
 
 class JsonConsumer(AsyncWebsocketConsumer):

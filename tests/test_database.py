@@ -77,6 +77,14 @@ class StoppedLiveSession:
             wav.writeframes(b"\0\0" * 1600)
         return out.getvalue()
 
+    received_seconds = 0.1
+
+    def wav_file(self) -> io.BytesIO:
+        return io.BytesIO(self.wav())
+
+    def wav_size(self) -> int:
+        return len(self.wav())
+
     def result(self) -> engine.TranscriptionResult:
         return fake_result(5, self.tag)
 

@@ -142,7 +142,7 @@ async def test_silence_keeps_the_session_open_and_costs_no_inference(alice):
     [
         (None, b"\x00\x01" * 100, 4409, "not_started"),
         ({"type": "start"}, b"\x00" * 101, 4400, "bad_frame"),
-        ({"type": "start"}, b"\x00" * (64 * 1024 + 2), 1009, "frame_too_large"),
+        ({"type": "start"}, b"\x00" * (64 * 1024 + 2), 4413, "frame_too_large"),
     ],
 )
 async def test_bad_frames_get_an_error_and_a_close_code(alice, first, frame, code, error):
@@ -153,7 +153,7 @@ async def test_bad_frames_get_an_error_and_a_close_code(alice, first, frame, cod
     await ws.send_to(bytes_data=frame)
     message = await ws.receive_json_from(timeout=10)
     assert message["type"] == "error" and message["code"] == error
-    assert (await ws.receive_output(timeout=10)) == {"type": "websocket.close", "code": code}
+    assert (await ws.receive_output(timeout=10)) == {"type": "websocket.close", "code": code, "reason": error}
     await ws.disconnect()  # as a client would after the close: the consumer can end
 
 

@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 class WebProcess:
     """One Daphne process of the app on a free port; `kill()` is SIGKILL: no cleanup of any kind."""
 
-    def __init__(self, log: Path):
+    def __init__(self, log: Path, env: dict[str, str] | None = None):
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             self.port = sock.getsockname()[1]
@@ -52,23 +52,39 @@ class WebProcess:
             cwd=ROOT,
             # Never skip ahead: on a busy machine a new process's first inference (model load) may
             # fall behind, and this test is about what is kept, not how fast it is transcribed.
-            env=services.test_process_env(settings.DATABASES["default"]) | {"LIVE_MAX_LAG_SECONDS": "600"},
+            env=services.test_process_env(settings.DATABASES["default"])
+            | {"LIVE_MAX_LAG_SECONDS": "600"}
+            | (env or {}),
             stdout=log.open("w"),
             stderr=subprocess.STDOUT,
         )
         services.wait_until_listening("127.0.0.1", self.port, self.process, 60, log)
+
+    def peak_rss_mb(self) -> float:
+        """The process's peak resident memory so far (VmHWM), MiB."""
+        return _status_kb(self.process.pid, "VmHWM") / 1024
+
+    def rss_mb(self) -> float:
+        return _status_kb(self.process.pid, "VmRSS") / 1024
 
     def kill(self) -> None:
         self.process.send_signal(signal.SIGKILL)
         self.process.wait(10)
 
 
+def _status_kb(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise LookupError(field)
+
+
 @pytest.fixture
 def web_processes(real_services, tmp_path):
     started: list[WebProcess] = []
 
-    def start() -> WebProcess:
-        started.append(WebProcess(tmp_path / f"daphne-{len(started)}.log"))
+    def start(**env: str) -> WebProcess:
+        started.append(WebProcess(tmp_path / f"daphne-{len(started)}.log", env))
         return started[-1]
 
     yield start

@@ -8,10 +8,12 @@ from django.urls import reverse
 
 from actions.recordings import save_live_session
 from common.sockets import (
+    CLOSE_AUDIO_TOO_FAST,
     CLOSE_BAD_FRAME,
     CLOSE_FRAME_TOO_LARGE,
     CLOSE_NOT_FOUND,
     CLOSE_NOT_STARTED,
+    CLOSE_TOO_MANY_MESSAGES,
     CLOSE_TOO_MANY_STREAMS,
     CLOSE_UNAUTHENTICATED,
     JsonConsumer,
@@ -58,9 +60,12 @@ class RecordingProgressConsumer(JsonConsumer):
 
 
 class LiveTranscriptionConsumer(JsonConsumer):
-    """Binary PCM16 audio in; ready / partial / final / lagging / error / saved out (JSON)."""
+    """Binary PCM16 audio in; ready / partial / final / lagging / error / saved out (JSON).
+    Every limit (README "Limits of a live session") is checked before a frame is accepted."""
 
     session: live.LiveSession | None = None
+    ended = False  # closed by us: whatever the client still sends is ignored
+    control_messages = 0
 
     async def connect(self):
         user = self.scope.get("user")
@@ -75,8 +80,25 @@ class LiveTranscriptionConsumer(JsonConsumer):
             self.session.detach()
 
     async def receive(self, text_data=None, bytes_data=None):
+        if self.ended:
+            return
         if bytes_data is not None:
             await self._audio(bytes_data)
+            return
+        self.control_messages += 1
+        if len(text_data) > settings.LIVE_MAX_CONTROL_BYTES:
+            await self._error(
+                "message_too_large",
+                f"Control messages are limited to {settings.LIVE_MAX_CONTROL_BYTES} bytes.",
+                close=CLOSE_FRAME_TOO_LARGE,
+            )
+            return
+        if self.control_messages > settings.LIVE_MAX_CONTROL_MESSAGES:
+            await self._error(
+                "too_many_messages",
+                f"At most {settings.LIVE_MAX_CONTROL_MESSAGES} control messages per connection.",
+                close=CLOSE_TOO_MANY_MESSAGES,
+            )
             return
         try:
             message = orjson.loads(text_data)
@@ -89,7 +111,7 @@ class LiveTranscriptionConsumer(JsonConsumer):
         elif kind == "stop":
             await self._stop()
         else:
-            await self._error("unknown_type", f"Unknown message type {kind!r}; expected 'start' or 'stop'.")
+            await self._error("unknown_type", f"Unknown message type {str(kind)[:40]!r}; expected 'start' or 'stop'.")
 
     async def _audio(self, frame: bytes) -> None:
         if self.session is None:
@@ -104,23 +126,25 @@ class LiveTranscriptionConsumer(JsonConsumer):
             await self._error(
                 "bad_frame", "Audio frames are 16-bit samples: an even number of bytes.", close=CLOSE_BAD_FRAME
             )
+        elif limit := self.session.limit_for(len(frame)):
+            await self._end(limit)
         else:
-            self.session.feed(frame)
+            await self.session.feed(frame)
 
     async def _start(self, message: dict) -> None:
         if self.session is not None:
             await self._error("already_started", "This stream has already started.")
             return
         resume = message.get("resume")
-        session = await live.LiveSession.resume(self.user.id, str(resume), save_live_session) if resume else None
+        session = await live.LiveSession.resume(self.user.id, str(resume)[:64], save_live_session) if resume else None
         resumed = session is not None
         if session is None:
             options = engine.Options(language=str(message.get("language") or ""), model=str(message.get("model") or ""))
             policy = message.get("policy") or "local-agreement"
             try:
-                if not isinstance(policy, str) or policy not in live.POLICIES:  # [1] or {} is unhashable
-                    raise engine.OptionError("policy", f"Unknown policy {policy!r}.")
-                session = live.LiveSession.start(self.user.id, options, policy, save=save_live_session)
+                if not isinstance(policy, str) or policy not in live.POLICIES:
+                    raise engine.OptionError("policy", f"Unknown policy {str(policy)[:40]!r}.")
+                session = await live.LiveSession.start(self.user.id, options, policy, save=save_live_session)
             except engine.OptionError as exc:
                 await self._error("bad_option", str(exc))
                 return
@@ -131,8 +155,12 @@ class LiveTranscriptionConsumer(JsonConsumer):
                     close=CLOSE_TOO_MANY_STREAMS,
                 )
                 return
+            except live.QuotaUsedUp:
+                limit = live.quota_used_up()
+                await self._error(limit.code, limit.message, close=limit.close_code)
+                return
         self.session = session
-        session.attach(self.send_json)
+        session.attach(self.send_json, self._end)
         await self.send_json(
             {
                 "type": "ready",
@@ -148,7 +176,26 @@ class LiveTranscriptionConsumer(JsonConsumer):
             await self._error("not_started", "Nothing to stop.")
             return
         session, self.session = self.session, None
-        recording = await session.stop()
+        self.ended = True
+        await self._saved(await session.stop())
+        await self.close(code=1000)
+
+    async def _end(self, limit: live.Limit) -> None:
+        """The session broke a limit: tell the client why, save what was accepted, close."""
+        if self.session is None or self.ended:
+            return
+        session, self.session = self.session, None
+        self.ended = True
+        await self.send_json({"type": "error", "code": limit.code, "message": limit.message})
+        if limit.close_code == CLOSE_AUDIO_TOO_FAST:
+            # Cut a flood off at once (whatever it still sends is dropped unread), then save.
+            await self.close(code=limit.close_code, reason=limit.code)
+            session.stop_in_background()
+            return
+        await self._saved(await session.stop())
+        await self.close(code=limit.close_code, reason=limit.code)
+
+    async def _saved(self, recording: Recording | None) -> None:
         await self.send_json(
             {
                 "type": "saved",
@@ -156,9 +203,9 @@ class LiveTranscriptionConsumer(JsonConsumer):
                 "url": reverse("recording-detail", args=[recording.id]) if recording else None,
             }
         )
-        await self.close(code=1000)
 
     async def _error(self, code: str, message: str, close: int | None = None) -> None:
         await self.send_json({"type": "error", "code": code, "message": message})
         if close:
-            await self.close(code=close)
+            self.ended = True
+            await self.close(code=close, reason=code)

@@ -11,37 +11,55 @@ never on the event loop.
 Saving a finished session is not this module's business: whoever starts a session hands it the
 function that saves it (the actions layer's `save_live_session`), so it is stored exactly like an
 upload's transcript, follow-up work included.
+
+Limits (README "Limits of a live session"): audio at most LIVE_MAX_REALTIME_RATIO × real time with
+a burst of LIVE_BURST_SECONDS, LIVE_MAX_SESSION_SECONDS per session, LIVE_MINUTES_PER_DAY per user.
+A session that reaches one is ended and saved; nothing already accepted is lost. Memory does not
+grow with a session's length: the audio is on disk, the transcriber's window is bounded, and saving
+streams the spool into the stored WAV.
 """
 
 import asyncio
 import io
 import logging
+import struct
+import threading
 import time
 import uuid
-import wave
-from collections.abc import Awaitable, Callable
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 import numpy as np
 import redis
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
+from common import sockets
+
 from . import engine
-from .live_store import LEASE_SECONDS, SessionStore, open_sessions
+from .live_store import LEASE_SECONDS, SessionStore, add_live_seconds, live_seconds_today, open_sessions
 from .models import Recording
-from .streaming import SAMPLE_RATE, LocalAgreement, NaiveWindow, Word, text_of
+from .streaming import SAMPLE_RATE, LocalAgreement, NaiveWindow, Update, Word, text_of
 
 log = logging.getLogger(__name__)
 
 # Wait for at least this much new audio between inference calls.
 MIN_STEP_SECONDS = 0.2
+# A session taken over or saved by another process transcribes at most this much of the audio after
+# its last committed word (the saved audio is always all of it): memory and time stay bounded.
+RESTORE_MAX_SECONDS = 30.0
 POLICIES: dict[str, type[LocalAgreement | NaiveWindow]] = {"local-agreement": LocalAgreement, "naive": NaiveWindow}
 
 _pool: ThreadPoolExecutor | None = None
 _sessions: dict[str, "LiveSession"] = {}
+_background: set[asyncio.Task] = set()  # sessions being saved after their socket was cut off
 
 Send = Callable[[dict], Awaitable[None]]
+# Ends the session's socket for a limit reached between frames (the consumer's).
+OnLimit = Callable[["Limit"], Coroutine[object, object, None]]
 # Stores a stopped session (its audio and transcript) as a recording; runs in a thread.
 Save = Callable[["LiveSession"], Recording]
 
@@ -55,6 +73,63 @@ def inference_pool() -> ThreadPoolExecutor:
 
 class TooManyStreams(Exception):
     pass
+
+
+class QuotaUsedUp(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Limit:
+    """Why a session must end now: an error code and message for the client, a close code."""
+
+    code: str
+    message: str
+    close_code: int
+
+
+def too_fast() -> Limit:
+    return Limit(
+        "too_fast",
+        f"Audio arrived faster than {settings.LIVE_MAX_REALTIME_RATIO:g}× real time; what came before is saved.",
+        sockets.CLOSE_AUDIO_TOO_FAST,
+    )
+
+
+def too_long() -> Limit:
+    return Limit(
+        "session_too_long",
+        f"A live session is limited to {settings.LIVE_MAX_SESSION_SECONDS // 60} minutes; it was saved.",
+        sockets.CLOSE_SESSION_TOO_LONG,
+    )
+
+
+def quota_used_up() -> Limit:
+    return Limit(
+        "quota_used_up",
+        f"Your {settings.LIVE_MINUTES_PER_DAY} minutes of live transcription for today are used up.",
+        sockets.CLOSE_QUOTA_USED_UP,
+    )
+
+
+class AudioRate:
+    """A token bucket counted in seconds of audio: it refills at LIVE_MAX_REALTIME_RATIO per second
+    up to LIVE_BURST_SECONDS (enough to re-send what a reconnect lost)."""
+
+    def __init__(self, tokens: float | None = None):
+        self.rate = settings.LIVE_MAX_REALTIME_RATIO
+        self.burst = settings.LIVE_BURST_SECONDS
+        self.tokens = self.burst if tokens is None else max(0.0, min(self.burst, tokens))
+        self.at = time.monotonic()
+
+    def take(self, seconds: float) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if seconds > self.tokens:
+            return False
+        self.tokens -= seconds
+        return True
 
 
 class LiveSession:
@@ -75,8 +150,17 @@ class LiveSession:
         self.store = SessionStore(self.id)
         self.spool = None  # the audio file, appended to as frames arrive
         self.received_bytes = 0
-        self.pending: list[np.ndarray] = []  # received, not yet handed to the transcriber
+        self.started = time.time()  # wall clock, shared by every process that serves the session
+        self.rate = AudioRate()
+        self.quota_left = float(settings.LIVE_MINUTES_PER_DAY * 60)  # seconds, refreshed from Redis
+        self._uncounted = 0.0  # seconds received and not yet added to the user's day in Redis
+        # Received, not yet handed to the transcriber (PCM16 frames; bounded by the rate limit).
+        self.pending: deque[bytes] = deque()
+        # The transcriber is not thread-safe: one step at a time, even when stop() comes while a
+        # cancelled step is still running on its thread.
+        self._step_lock = threading.Lock()
         self.send: Send | None = None
+        self._on_limit: OnLimit | None = None
         self.closed = False
         self.inference_seconds = 0.0
         self._new_audio = asyncio.Event()
@@ -85,14 +169,21 @@ class LiveSession:
         self._keeper: asyncio.Task | None = None
 
     @classmethod
-    def start(cls, user_id: int, options: engine.Options, policy: str, save: Save) -> "LiveSession":
-        if open_sessions(user_id) >= settings.LIVE_MAX_STREAMS_PER_USER:
-            raise TooManyStreams
+    async def start(cls, user_id: int, options: engine.Options, policy: str, save: Save) -> "LiveSession":
+        """A new session; TooManyStreams or QuotaUsedUp if the user may not start one now."""
         session = cls(user_id, options, save, policy)
-        session.store.create(user_id, session.options.to_dict(), policy)
-        session.store.take_lease()
+        await asyncio.to_thread(session._open)
         session._serve()
         return session
+
+    def _open(self) -> None:
+        if open_sessions(self.user_id) >= settings.LIVE_MAX_STREAMS_PER_USER:
+            raise TooManyStreams
+        self.quota_left = settings.LIVE_MINUTES_PER_DAY * 60 - live_seconds_today(self.user_id)
+        if self.quota_left <= 0:
+            raise QuotaUsedUp
+        self.store.create(self.user_id, self.options.to_dict(), self.policy)
+        self.store.take_lease()
 
     @classmethod
     async def resume(cls, user_id: int, session_id: str, save: Save) -> "LiveSession | None":
@@ -107,7 +198,7 @@ class LiveSession:
                 session._expiry = None
             return session
         store = SessionStore(session_id)
-        meta = await sync_to_async(store.meta, thread_sensitive=False)()
+        meta = await asyncio.to_thread(store.meta)
         if meta is None or meta["user_id"] != user_id:
             return None
         if not await cls._take_over(store):
@@ -122,43 +213,62 @@ class LiveSession:
     async def _take_over(store: SessionStore) -> bool:
         """Ask the process serving the session to hand it over, and take its lease once free: at
         once if that process is idle, within LEASE_SECONDS if it died."""
-        store.ask_for_it()
+        await asyncio.to_thread(store.ask_for_it)
         deadline = time.monotonic() + LEASE_SECONDS + 1.0
         while time.monotonic() < deadline:
-            if store.take_lease():
-                store.taken()
-                if store.meta() is None:  # saved and discarded while we waited
-                    store.release_lease()
+            if await asyncio.to_thread(store.take_lease):
+                await asyncio.to_thread(store.taken)
+                if await asyncio.to_thread(store.meta) is None:  # saved and discarded while we waited
+                    await asyncio.to_thread(store.release_lease)
                     return False
                 return True
             await asyncio.sleep(0.1)
         return False
 
     def _restore(self) -> None:
-        """Rebuild the transcriber from the store: the committed words, and the audio after them."""
+        """Rebuild the session from the store: when it started, how much audio it has, the committed
+        words, and (at most RESTORE_MAX_SECONDS of) the audio after them."""
+        meta = self.store.meta() or {}
+        self.started = meta.get("started", self.started)
         committed = self.store.words()
-        start_sample = int((committed[-1].end if committed else 0.0) * SAMPLE_RATE)
         self.received_bytes = self.store.spooled_bytes()
-        start_sample = min(start_sample, self.received_bytes // 2)
-        pcm = self.store.read_pcm(start_sample)
-        audio = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
+        start_sample = min(int((committed[-1].end if committed else 0.0) * SAMPLE_RATE), self.received_samples)
+        start_sample = max(start_sample, self.received_samples - int(RESTORE_MAX_SECONDS * SAMPLE_RATE))
+        audio = pcm_to_float(self.store.read_pcm(start_sample))
         self.transcriber.restore(committed, audio, start_sample / SAMPLE_RATE)
+        # The rate limit carries over: a session moved between processes gets no new burst beyond
+        # what its age allows on average.
+        age = time.time() - self.started
+        self.rate = AudioRate(
+            settings.LIVE_BURST_SECONDS + settings.LIVE_MAX_REALTIME_RATIO * age - self.received_seconds
+        )
+        self.quota_left = settings.LIVE_MINUTES_PER_DAY * 60 - live_seconds_today(self.user_id)
 
     @classmethod
-    def take_abandoned(cls, session_id: str, save: Save) -> "LiveSession | None":
+    @contextmanager
+    def abandoned(cls, session_id: str, save: Save, transcribe: bool = True) -> Iterator["LiveSession | None"]:
         """A session whose process died and that nobody resumed, with its last words transcribed
-        (in the caller's thread): ready to save. None if another process has it."""
+        (in the caller's thread), its lease held until the body is done: ready to save. None if
+        another process has it."""
         store = SessionStore(session_id)
         meta = store.meta()
         if meta is None or not store.take_lease():
-            return None
-        session = cls(meta["user_id"], engine.Options.from_dict(meta["options"]), save, meta["policy"], session_id)
-        session._restore()
-        if len(session.transcriber.buffer):
-            session.transcriber.process()
-        session.transcriber.finish()
-        session.closed = True
-        return session
+            yield None
+            return
+        with store.keeping_lease():
+            session = cls(meta["user_id"], engine.Options.from_dict(meta["options"]), save, meta["policy"], session_id)
+            session._restore()
+            if transcribe:
+                if len(session.transcriber.buffer):
+                    session.transcriber.process()
+                session.transcriber.finish()
+            session.closed = True
+            try:
+                yield session
+            finally:
+                saved = store.meta() is None
+        if not saved:  # let the next sweep try again
+            store.release_lease()
 
     def _serve(self) -> None:
         """From now on this process serves the session: it keeps the lease and appends to the spool."""
@@ -167,29 +277,53 @@ class LiveSession:
         self._keeper = asyncio.create_task(self._keep_lease())
 
     async def _keep_lease(self) -> None:
-        """Renew the lease every second; hand the session over when another process asks for it
-        while no socket feeds it here."""
+        """Every second: renew the lease, count the audio against the user's day, end the session at
+        its length cap; hand the session over when another process asks for it while no socket
+        feeds it here. Redis is called from a thread: never on the event loop."""
         try:
             while not self.closed:
                 await asyncio.sleep(1.0)
                 try:
-                    if self.send is None and self.store.is_wanted():
-                        self._hand_over()
+                    if self.send is None and await asyncio.to_thread(self.store.is_wanted):
+                        await self._hand_over()
                         return
-                    if not self.store.renew_lease():
+                    if not await asyncio.to_thread(self.store.renew_lease):
                         log.warning("live session %s: lease lost; another process serves it now", self.id)
                         self._let_go()
                         return
+                    await self._count_usage()
                 except redis.RedisError:
                     # Redis away for a moment: nobody else can take the lease meanwhile either.
                     log.warning("live session %s: could not renew its lease", self.id, exc_info=True)
+                if time.time() - self.started >= settings.LIVE_MAX_SESSION_SECONDS:
+                    await self._reach(too_long())
+                    return
         except asyncio.CancelledError:
             pass
 
-    def _hand_over(self) -> None:
+    async def _count_usage(self) -> None:
+        if self._uncounted:
+            seconds, self._uncounted = self._uncounted, 0.0
+            try:
+                used = await asyncio.to_thread(add_live_seconds, self.user_id, seconds)
+            except redis.RedisError:
+                self._uncounted += seconds
+                raise
+            self.quota_left = settings.LIVE_MINUTES_PER_DAY * 60 - used
+
+    async def _reach(self, limit: Limit) -> None:
+        """A limit reached outside a frame (the session's age): its socket ends it, or, with no
+        socket attached, it is saved now."""
+        log.info("live session %s reached a limit: %s", self.id, limit.code)
+        if self._on_limit is not None:
+            asyncio.create_task(self._on_limit(limit))
+        else:
+            self.stop_in_background()
+
+    async def _hand_over(self) -> None:
         log.info("live session %s handed over to another process", self.id)
         self._let_go()
-        self.store.release_lease()
+        await asyncio.to_thread(self.store.release_lease)
 
     def _let_go(self) -> None:
         """Stop serving the session here, without saving it: another process carries it on."""
@@ -208,25 +342,58 @@ class LiveSession:
     def received_samples(self) -> int:
         return self.received_bytes // 2
 
-    def attach(self, send: Send) -> None:
+    @property
+    def received_seconds(self) -> float:
+        return self.received_samples / SAMPLE_RATE
+
+    def attach(self, send: Send, on_limit: OnLimit | None = None) -> None:
         self.send = send
+        self._on_limit = on_limit
         if self._task is None:
             self._task = asyncio.create_task(self._run())
 
-    def feed(self, frame: bytes) -> None:
-        """PCM16 little-endian mono 16 kHz; cheap, on the event loop (one unbuffered append)."""
-        if self.spool is None:
+    def limit_for(self, frame_bytes: int) -> Limit | None:
+        """The limit that a frame of this size would break, if any (checked before it is accepted)."""
+        seconds = frame_bytes / 2 / SAMPLE_RATE
+        if self.received_seconds + seconds > settings.LIVE_MAX_SESSION_SECONDS:
+            return too_long()
+        if seconds > self.quota_left:
+            return quota_used_up()
+        if not self.rate.take(seconds):
+            return too_fast()
+        return None
+
+    async def feed(self, frame: bytes) -> None:
+        """PCM16 little-endian mono 16 kHz: appended to the spool (unbuffered, from a thread) before
+        it counts as received."""
+        spool = self.spool
+        if spool is None:
             return  # no longer served here (see _let_go): the client was told to reconnect
-        self.spool.write(frame)
+        try:
+            await asyncio.to_thread(spool.write, frame)
+        except ValueError:  # closed under us by _let_go: the client was told to reconnect
+            return
         self.received_bytes += len(frame)
-        self.pending.append(np.frombuffer(frame, dtype="<i2").astype(np.float32) / 32768.0)
+        seconds = len(frame) / 2 / SAMPLE_RATE
+        self._uncounted += seconds
+        self.quota_left -= seconds
+        self.pending.append(frame)
         self._new_audio.set()
 
     def detach(self) -> None:
         """The socket went away: keep the session for a while, then save what there is."""
         self.send = None
+        self._on_limit = None
         if not self.closed:
             self._expiry = asyncio.create_task(self._expire())
+
+    def stop_in_background(self) -> None:
+        """Save the session without a socket to answer (one cut off for breaking a limit)."""
+        self.send = None
+        self._on_limit = None
+        task = asyncio.create_task(self.stop())
+        _background.add(task)
+        task.add_done_callback(_background.discard)
 
     async def _expire(self) -> None:
         await asyncio.sleep(settings.LIVE_RESUME_SECONDS)
@@ -246,7 +413,7 @@ class LiveSession:
             while not self.closed:
                 await self._new_audio.wait()
                 self._new_audio.clear()
-                if sum(len(a) for a in self.pending) < MIN_STEP_SECONDS * SAMPLE_RATE:
+                if sum(len(f) for f in self.pending) < MIN_STEP_SECONDS * SAMPLE_RATE * 2:
                     await asyncio.sleep(0.05)
                     if not self.pending:
                         continue
@@ -260,22 +427,39 @@ class LiveSession:
             await self._emit({"type": "error", "code": "internal", "message": "Live transcription failed."})
 
     def _drain(self) -> None:
-        if self.pending:
-            audio, self.pending = np.concatenate(self.pending), []
-            self.transcriber.insert_audio(audio)
+        frames = []
+        while self.pending:
+            frames.append(self.pending.popleft())
+        if frames:
+            self.transcriber.insert_audio(pcm_to_float(b"".join(frames)))
+
+    def _locked_step(self) -> tuple[Update, float, float]:
+        """On an inference thread: the new audio in, skip ahead if too far behind, transcribe."""
+        with self._step_lock:
+            self._drain()
+            behind = self.transcriber.received_seconds - self.transcriber.processed_until
+            skipped = 0.0
+            if behind > settings.LIVE_MAX_LAG_SECONDS:
+                # Falling behind (too many streams for the cores): skip ahead rather than queue,
+                # so latency stays bounded; the client is told what was skipped. Only the live view
+                # skips: the spool, and so the saved recording, has every second received.
+                skipped = self.transcriber.skip_to_now(keep_seconds=2.0)
+            return self.transcriber.process(), behind, skipped
+
+    def _locked_finish(self) -> list[Word]:
+        """On an inference thread, after any step still running: the last words, all final."""
+        with self._step_lock:
+            self._drain()
+            update = self.transcriber.process() if len(self.transcriber.buffer) else Update()
+            return update.committed + self.transcriber.finish()
 
     async def _step(self, loop) -> None:
-        self._drain()
-        behind = self.transcriber.received_seconds - self.transcriber.processed_until
-        if behind > settings.LIVE_MAX_LAG_SECONDS:
-            # Falling behind (too many streams for the cores): skip ahead rather than queue,
-            # so latency stays bounded; the client is told what was skipped.
-            skipped = self.transcriber.skip_to_now(keep_seconds=2.0)
-            await self._emit({"type": "lagging", "behind": round(behind, 2), "skipped": round(skipped, 2)})
         started = time.perf_counter()
-        update = await loop.run_in_executor(inference_pool(), self.transcriber.process)
+        update, behind, skipped = await loop.run_in_executor(inference_pool(), self._locked_step)
         self.inference_seconds += time.perf_counter() - started
-        self.store.add_words(update.committed)
+        if skipped:
+            await self._emit({"type": "lagging", "behind": round(behind, 2), "skipped": round(skipped, 2)})
+        await asyncio.to_thread(self.store.add_words, update.committed)
         await self._send_update(update.committed, update.partial)
 
     async def _send_update(self, committed: list[Word], partial: list[Word]) -> None:
@@ -300,38 +484,60 @@ class LiveSession:
         )
 
     async def stop(self) -> Recording | None:
-        """End the stream: transcribe what is left, make it final, save the recording."""
+        """End the stream: transcribe what is left, make it final, save the recording. The lease is
+        held until it is saved. If saving fails, the audio stays in the spool and the worker's sweep
+        tries again (see actions.recordings.save_abandoned_live_sessions)."""
         if self.closed:
             return None
         self.closed = True
-        if self._task:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-        loop = asyncio.get_running_loop()
-        self._drain()
-        update = await loop.run_in_executor(inference_pool(), self.transcriber.process)
-        rest = self.transcriber.finish()
-        self.store.add_words(update.committed + rest)
-        await self._send_update(update.committed + rest, [])
+        others = [t for t in (self._task, self._expiry, self._keeper) if t and t is not asyncio.current_task()]
+        for task in others:
+            task.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
         _sessions.pop(self.id, None)
-        if self._keeper:
-            self._keeper.cancel()
-        if self.spool:
-            self.spool.close()
-        if not self.received_bytes:
-            self.discard()
-            return None
-        recording = await sync_to_async(self.save)(self)
-        self.discard()
+        with self.store.keeping_lease():
+            rest = await asyncio.get_running_loop().run_in_executor(inference_pool(), self._locked_finish)
+            await asyncio.to_thread(self.store.add_words, rest)
+            await self._send_update(rest, [])
+            if self.spool:
+                self.spool.close()
+                self.spool = None
+            try:
+                await self._count_usage()
+            except redis.RedisError:
+                log.warning("live session %s: its usage could not be counted", self.id, exc_info=True)
+            if not self.received_bytes:
+                await asyncio.to_thread(self.discard)
+                return None
+            try:
+                recording = await sync_to_async(self.save)(self)
+            except Exception:
+                log.exception("live session %s could not be saved; its audio is kept for a retry", self.id)
+                await asyncio.to_thread(self.store.count_save_attempt)
+                await self._emit(
+                    {
+                        "type": "error",
+                        "code": "save_failed",
+                        "message": "The recording could not be saved now; its audio is kept and it will be saved later.",
+                    }
+                )
+                recording = None
+            else:
+                await asyncio.to_thread(self.discard)
+        if recording is None:
+            await asyncio.to_thread(self.store.release_lease)  # the worker's sweep takes it from here
         return recording
 
     def discard(self) -> None:
         """Forget the session's state outside the process: saved (or empty), it is over."""
         self.store.delete(self.user_id)
 
-    def wav(self) -> bytes:
-        """Everything received, as a WAV file."""
-        return wav_bytes(self.store.read_pcm())
+    def wav_file(self) -> io.BufferedReader:
+        """Everything received, as a WAV file read straight from the spool (never all in memory)."""
+        return io.BufferedReader(SpooledWav(self.store.spool_path, self.store.spooled_bytes()), 1024 * 1024)
+
+    def wav_size(self) -> int:
+        return WAV_HEADER_BYTES + self.store.spooled_bytes()
 
     def result(self) -> engine.TranscriptionResult:
         """The committed words as a transcript, in the shape of a file transcription's."""
@@ -357,14 +563,59 @@ class LiveSession:
         )
 
 
-def wav_bytes(pcm: bytes) -> bytes:
-    out = io.BytesIO()
-    with wave.open(out, "wb") as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(2)
-        wav.setframerate(SAMPLE_RATE)
-        wav.writeframes(pcm)
-    return out.getvalue()
+def pcm_to_float(pcm: bytes) -> np.ndarray:
+    return np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
+
+
+WAV_HEADER_BYTES = 44
+
+
+def wav_header(pcm_bytes: int) -> bytes:
+    """The 44-byte header of a PCM16 mono 16 kHz WAV file with this much audio."""
+    return struct.pack(
+        "<4sI4s4sIHHIIHH4sI",
+        b"RIFF",
+        36 + pcm_bytes,
+        b"WAVE",
+        b"fmt ",
+        16,
+        1,  # PCM
+        1,  # mono
+        SAMPLE_RATE,
+        SAMPLE_RATE * 2,
+        2,
+        16,
+        b"data",
+        pcm_bytes,
+    )
+
+
+class SpooledWav(io.RawIOBase):
+    """A WAV file that is a header and then the first `pcm_bytes` of a spool file, read as it is
+    copied: storing a four-hour session costs a read buffer, not four copies of its audio."""
+
+    def __init__(self, spool_path, pcm_bytes: int):
+        self._header = wav_header(pcm_bytes)
+        self._pcm = open(spool_path, "rb")  # noqa: SIM115 (closed with this reader)
+        self._left = pcm_bytes
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        view = memoryview(buffer).cast("B")
+        if self._header:
+            n = min(len(view), len(self._header))
+            view[:n] = self._header[:n]
+            self._header = self._header[n:]
+            return n
+        n = self._pcm.readinto(view[: min(len(view), self._left)]) or 0
+        self._left -= n
+        return n
+
+    def close(self) -> None:
+        self._pcm.close()
+        super().close()
 
 
 def segments_of(words: list[Word], max_words: int = 40, pause: float = 1.0) -> list[list[Word]]:

@@ -58,6 +58,8 @@ class Recording(models.Model):
     options = models.JSONField(default=dict, blank=True)
     # What AI workflows found in it and the graph should hold: {"entities": [{"name", "type"}]}.
     knowledge = models.JSONField(default=dict, blank=True)
+    # The live session this recording was saved from: unique, so a session is never saved twice.
+    live_session = models.CharField(max_length=64, null=True, blank=True, unique=True, editable=False)
 
     objects = RecordingQuerySet.as_manager()
 

@@ -108,6 +108,10 @@ class LocalAgreement:
     TRIM_SECONDS = 4.0
     # This much trailing silence ends an utterance: what is pending is committed.
     END_OF_UTTERANCE_SECONDS = 0.6
+    # A buffer never grows past this, whatever the audio (speech in which nothing is ever agreed
+    # on, or a stream that is never far enough behind to skip): what is pending is committed and
+    # the window cut, so memory and each call's time stay bounded however long a session runs.
+    MAX_WINDOW_SECONDS = 20.0
 
     def __init__(self, options: engine.Options | None = None):
         self.options = (options or engine.Options()).resolved()
@@ -159,6 +163,10 @@ class LocalAgreement:
         committed = self._commit(new[:n])
         self.hypothesis = new[n:]
         self._trim(silent_tail)
+        if len(self.buffer) > self.MAX_WINDOW_SECONDS * SAMPLE_RATE:
+            committed += self._commit(self.hypothesis)
+            self.hypothesis = []
+            self._cut(self.received_seconds - self.MAX_BUFFER_SECONDS)
         return Update(committed=committed, partial=list(self.hypothesis), inferred=True)
 
     def finish(self) -> list[Word]:

@@ -11,7 +11,7 @@ const noticeEl = document.getElementById("live-notice");
 
 const FRAME_SECONDS = 0.16;
 const KEEP_SECONDS = 30; // audio kept to re-send after a reconnect
-const FATAL = new Set([4400, 4401, 4409, 4429, 1009]); // the stream cannot go on
+const FATAL = new Set([4400, 4401, 4402, 4408, 4409, 4413, 4420, 4421, 4429, 1009]); // the stream cannot go on
 let socket = null;
 let session = null;
 let stopping = false;
