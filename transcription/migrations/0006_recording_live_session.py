@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("transcription", "0004_recording_knowledge"),
+        ("transcription", "0005_recording_heartbeat_attempts"),
     ]
 
     operations = [
