@@ -38,7 +38,9 @@ def _safe_headers(response: HttpResponseBase, recording) -> HttpResponseBase:
     # nosniff: a browser never second-guesses the type; the file name is ours (title slug and the
     # stored extension), so no user-chosen name or extension reaches a download.
     response["X-Content-Type-Options"] = "nosniff"
-    filename = (slugify(recording.title)[:80] or f"recording-{recording.pk}") + Path(recording.audio.name).suffix
+    known = content_type(recording) != "application/octet-stream"
+    suffix = Path(recording.audio.name).suffix if known else ".bin"
+    filename = (slugify(recording.title)[:80] or f"recording-{recording.pk}") + suffix
     response["Content-Disposition"] = content_disposition_header(as_attachment=False, filename=filename)
     return response
 

@@ -27,7 +27,7 @@ def check(user_id: int, new_bytes: int = 0) -> None:
             413,
             "storage_quota",
             f"Your recordings take {stored / MIB:.1f} MB and this file {new_bytes / MIB:.1f} MB; "
-            f"the limit is {limit // MIB} MB. Delete some recordings to make room.",
+            f"the limit is {limit / MIB:.1f} MB. Delete some recordings to make room.",
         )
     waiting = mine.waiting().count()
     if waiting >= settings.USER_MAX_QUEUED_JOBS:
