@@ -50,7 +50,8 @@ def accept_upload(
             # On commit, so the worker never looks for a row that is not there yet.
             transcribe_recording.delay_on_commit(recording.id)
     except BaseException:
-        recording.audio.storage.delete(recording.audio.name)
+        if recording.audio.name:
+            recording.audio.storage.delete(recording.audio.name)
         raise
     return recording
 

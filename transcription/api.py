@@ -178,7 +178,7 @@ def create_recording(
         "word_timestamps": word_timestamps,
     }
     try:
-        quotas.check(request.user.pk)
+        quotas.check(request.user.pk or 0)  # the router authenticated the caller: pk is set
         form = UploadForm(fields, {"audio": file})
         if not form.is_valid():
             return Status(form.error_status(), {"detail": form.error_text()})

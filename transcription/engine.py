@@ -406,9 +406,9 @@ def _decode_stream(container, stream, *, max_samples: int) -> np.ndarray | None:
     # Untouched pages of the buffer are never resident: memory follows the audio actually decoded.
     audio = np.empty(max_samples + _OUTPUT_BLOCK, dtype=np.float32)
     filled = 0
-    graph = None
+    graph: av.filter.Graph | None = None
 
-    def drain() -> bool:
+    def drain(graph: av.filter.Graph) -> bool:
         nonlocal filled
         while True:
             try:
@@ -430,11 +430,11 @@ def _decode_stream(container, stream, *, max_samples: int) -> np.ndarray | None:
             frame.pts = None  # damaged files have gaps; the resampler needs no timestamps
             graph = graph or _mono_16k_graph(frame)
             graph.push(frame)
-            if not drain():
+            if not drain(graph):
                 return None
     if graph is not None:
         graph.push(None)
-        if not drain():
+        if not drain(graph):
             return None
     return audio[:filled]
 

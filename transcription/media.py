@@ -41,7 +41,7 @@ def _safe_headers(response: HttpResponseBase, recording) -> HttpResponseBase:
     known = content_type(recording) != "application/octet-stream"
     suffix = Path(recording.audio.name).suffix if known else ".bin"
     filename = (slugify(recording.title)[:80] or f"recording-{recording.pk}") + suffix
-    response["Content-Disposition"] = content_disposition_header(as_attachment=False, filename=filename)
+    response["Content-Disposition"] = content_disposition_header(as_attachment=False, filename=filename) or "inline"
     return response
 
 
