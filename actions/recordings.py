@@ -5,6 +5,7 @@ import logging
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.files import File
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -12,7 +13,7 @@ from django.utils import timezone
 from common.queueing import enqueue_on_commit
 from graph import outbox as graph_outbox
 from graph.models import GraphChange
-from transcription import engine, jobs, live, live_store
+from transcription import engine, jobs, live, live_store, quotas
 from transcription.models import Recording
 from transcription.progress import publish
 from workflows import builtin
@@ -22,22 +23,39 @@ from . import workflow_runs
 log = logging.getLogger(__name__)
 
 
-def accept_upload(owner, uploaded_file, title: str, options: engine.Options | None = None) -> Recording:
-    """Store an uploaded file as a queued recording; its transcription starts once that is committed."""
+def accept_upload(
+    owner, uploaded_file, title: str, options: engine.Options | None, audio: engine.AudioInfo
+) -> Recording:
+    """Store an uploaded, probed file as a queued recording; its transcription starts once that is
+    committed. quotas.QuotaExceeded (and nothing stored) when it would pass one of the owner's limits.
+
+    The file is written first, so the database's write lock is never held while it is; then one short
+    transaction checks the quotas with the owner's row locked and inserts the row. If that fails, the
+    file goes again."""
     from .tasks import transcribe_recording
 
-    with transaction.atomic():
-        recording = Recording(
-            owner=owner,
-            title=title,
-            size_bytes=uploaded_file.size,
-            options=options.to_dict() if options else {},
-        )
-        recording.audio.save(uploaded_file.name, uploaded_file, save=False)
-        recording.save()
-        # On commit, so the worker never looks for a row that is not there yet. With Redis away the
-        # upload still stands: the reaper sends the job once Redis is back (JOB_REQUEUE_SECONDS).
-        enqueue_on_commit(transcribe_recording, recording.id)
+    recording = Recording(
+        owner=owner,
+        title=title,
+        size_bytes=uploaded_file.size,
+        options=options.to_dict() if options else {},
+        audio_mime=audio.mime,
+        duration=round(audio.duration, 3) if audio.duration is not None else None,
+    )
+    # Named by us (a uuid, the extension of the probed format), never after the user's file.
+    recording.audio.save(f"upload{audio.extension}", uploaded_file, save=False)
+    try:
+        with transaction.atomic():
+            get_user_model().objects.select_for_update().only("pk").get(pk=owner.pk)  # one upload at a time
+            quotas.check(owner.pk, recording.size_bytes)
+            recording.save()
+            # On commit, so the worker never looks for a row that is not there yet. With Redis away the
+            # upload still stands: the reaper sends the job once Redis is back (JOB_REQUEUE_SECONDS).
+            enqueue_on_commit(transcribe_recording, recording.id)
+    except BaseException:
+        if recording.audio.name:
+            recording.audio.storage.delete(recording.audio.name)
+        raise
     return recording
 
 

@@ -356,6 +356,14 @@ MEDIA_X_ACCEL = env_bool("MEDIA_X_ACCEL", True)
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(VAR_DIR / "media")))
 MEDIA_URL = "/media/"
 MAX_UPLOAD_BYTES = env_int("MAX_UPLOAD_MB", 500, minimum=1) * 1024 * 1024
+# Checked by probing the container at upload (no decoding), before anything is queued; decoding
+# stops at UPLOAD_MAX_SECONDS too, whatever the header said.
+UPLOAD_MAX_SECONDS = env_int("UPLOAD_MAX_SECONDS", 4 * 3600, minimum=1)
+UPLOAD_MAX_CHANNELS = env_int("UPLOAD_MAX_CHANNELS", 8, minimum=1)
+UPLOAD_PROBE_SECONDS = env_int("UPLOAD_PROBE_SECONDS", 10, minimum=1)
+# Per user, checked in the upload's transaction: 413 over the storage quota, 429 over the job count.
+USER_STORAGE_QUOTA_BYTES = env_int("USER_STORAGE_QUOTA_MB", 5000, minimum=1) * 1024 * 1024
+USER_MAX_QUEUED_JOBS = env_int("USER_MAX_QUEUED_JOBS", 10, minimum=1)
 # Request bodies above this are spooled to disk rather than held in memory.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 RECORDINGS_PAGE_SIZE = env_int("RECORDINGS_PAGE_SIZE", 20, minimum=1)

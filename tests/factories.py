@@ -34,6 +34,41 @@ def convert(source: Path, target: Path) -> Path:
     return target
 
 
+def synthesized(path: Path, source: str, seconds: float, *, layout: str = "mono", rate: int = 16_000) -> Path:
+    """A FLAC file from one of FFmpeg's audio sources, made in FFmpeg without a numpy copy: `source`
+    is "silence" (anullsrc: hours of it take seconds) or an aevalsrc expression per channel."""
+    graph = av.filter.Graph()
+    if source == "silence":
+        src = graph.add("anullsrc", f"channel_layout={layout}:sample_rate={rate}:nb_samples=16384")
+    else:
+        src = graph.add("aevalsrc", f"{source}:c={layout}:s={rate}:d={seconds}:n=16384")
+    graph.link_nodes(src, graph.add("aformat", "sample_fmts=s16"), graph.add("abuffersink")).configure()
+    total = int(seconds * rate)
+    with av.open(str(path), "w", format="flac") as out:
+        stream = out.add_stream("flac", rate=rate, layout=layout)
+        done = 0
+        while done < total:
+            try:
+                frame = graph.pull()
+            except (av.error.EOFError, av.error.BlockingIOError):
+                break
+            frame.pts = done
+            out.mux(stream.encode(frame))
+            done += frame.samples
+        out.mux(stream.encode(None))
+    return path
+
+
+def without_stated_length(flac: Path) -> Path:
+    """The same FLAC with its header's sample count zeroed ("unknown", as a stream writes it): only
+    decoding can tell how long it is."""
+    data = bytearray(flac.read_bytes())
+    data[21] &= 0xF0  # STREAMINFO's 36-bit total sample count starts at the low nibble of byte 21
+    data[22:26] = bytes(4)
+    flac.write_bytes(bytes(data))
+    return flac
+
+
 def words(text: str) -> set[str]:
     return {w.strip(".,!?;:").lower() for w in text.split() if w.strip(".,!?;:")}
 

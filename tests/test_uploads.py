@@ -51,6 +51,9 @@ def test_upload_stores_the_recording_and_queues_it(logged_in_alice, alice, speec
     assert recording.owner == alice and recording.title == "Standup"
     assert recording.status == Recording.Status.QUEUED
     assert Path(recording.audio.path).read_bytes() == Path(path).read_bytes()
+    # Stored under our name with the probed format's extension; its type and length known already.
+    assert Path(recording.audio.name).name == f"{recording.uuid}.wav" and recording.audio_mime == "audio/wav"
+    assert recording.duration == pytest.approx(Path(path).stat().st_size / 2 / 22050, rel=0.05)
     # The job is queued only once the row is committed.
     assert len(callbacks) == 1
 
@@ -163,3 +166,38 @@ def test_the_upload_page_takes_transcription_options(logged_in_alice, speech, se
         {"audio": SimpleUploadedFile("b.wav", Path(path).read_bytes()), "compute_type": "int4"},
     )
     assert refused.status_code == 400 and Recording.objects.count() == 1
+
+
+def test_the_users_file_name_is_only_the_title(logged_in_alice, speech):
+    path, _ = speech
+    response = upload(logged_in_alice, "../../etc/Team meeting.MP3", Path(path).read_bytes())
+    assert response.status_code == 302
+    recording = Recording.objects.get()
+    assert recording.title == "Team meeting"
+    # A WAV whatever it was called: the stored name is the uuid and the probed format's extension.
+    assert recording.audio.name.endswith(f"/{recording.uuid}.wav") and ".." not in recording.audio.name
+
+
+def test_a_failed_insert_leaves_no_file_behind(alice, speech, monkeypatch):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from transcription import engine
+
+    path, _ = speech
+    upload_file = SimpleUploadedFile("a.wav", Path(path).read_bytes())
+    info = engine.probe_audio(upload_file)
+    written = []
+    storage = Recording._meta.get_field("audio").storage
+    original_save = storage.save
+    monkeypatch.setattr(
+        storage, "save", lambda name, content, **kw: written.append(original_save(name, content, **kw)) or written[-1]
+    )
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(Recording, "save", refuse)
+    with pytest.raises(RuntimeError):
+        recordings.accept_upload(alice, upload_file, "a", None, info)
+    # The file was written (before the transaction) and removed when the insert failed.
+    assert len(written) == 1 and not storage.exists(written[0])

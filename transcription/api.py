@@ -21,7 +21,7 @@ from pydantic import field_validator
 from actions.recordings import accept_upload, delete_recording
 from common.cursors import make_cursor, read_cursor
 
-from . import exports
+from . import exports, quotas
 from .forms import UploadForm, declared_length, too_large_message
 from .models import Recording
 
@@ -166,7 +166,7 @@ def list_recordings(request: HttpRequest, filters: Query[RecordingFilters]):
     return {"results": page, "next_cursor": encode_cursor(page[-1]) if more else None}
 
 
-@router.post("/recordings", response={202: RecordingOut, 400: Error, 413: Error})
+@router.post("/recordings", response={202: RecordingOut, 400: Error, 413: Error, 429: Error})
 def create_recording(
     request: HttpRequest,
     file: File[UploadedFile],
@@ -178,7 +178,8 @@ def create_recording(
     word_timestamps: Form[bool] = False,
 ):
     """Upload audio or video to transcribe; the recording comes back queued (poll it, or watch
-    `/ws/recordings/{id}/`)."""
+    `/ws/recordings/{id}/`). 413: the file is too large or too long, or your storage quota is full;
+    429: you have the most recordings waiting for transcription at once."""
     if declared_length(request) > settings.MAX_UPLOAD_BYTES + 64 * 1024:
         return Status(413, {"detail": too_large_message(declared_length(request))})
     fields = {
@@ -189,12 +190,20 @@ def create_recording(
         "prompt": prompt,
         "word_timestamps": word_timestamps,
     }
-    form = UploadForm(fields, {"audio": file})
-    if not form.is_valid():
-        return Status(413 if form.has_error("audio", code="too_large") else 400, {"detail": form.error_text()})
-    recording = accept_upload(
-        request.user, form.cleaned_data["audio"], form.title_or_filename(), form.cleaned_data["options"]
-    )
+    try:
+        quotas.check(request.user.pk or 0)  # the router authenticated the caller: pk is set
+        form = UploadForm(fields, {"audio": file})
+        if not form.is_valid():
+            return Status(form.error_status(), {"detail": form.error_text()})
+        recording = accept_upload(
+            request.user,
+            form.cleaned_data["audio"],
+            form.title_or_filename(),
+            form.cleaned_data["options"],
+            form.audio_info,
+        )
+    except quotas.QuotaExceeded as exc:
+        return Status(exc.status, {"detail": exc.message})
     return Status(202, recording)
 
 

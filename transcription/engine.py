@@ -172,81 +172,271 @@ def get_model(model: str | None = None, compute_type: str | None = None, *, live
         return _models[key]
 
 
+# The demuxers FFmpeg may use on a user's file, by the name it gives them, with the extension and
+# Content-Type the stored file gets. What people upload, and nothing that reads other files or URLs:
+# playlists (hls, dash), concat, image sequences, sdp/rtp and the like are refused before their
+# header is read. mov's external references (drefs) are off by default in FFmpeg.
+AUDIO_FORMATS: dict[str, tuple[str, str]] = {
+    "wav": (".wav", "audio/wav"),
+    "mp3": (".mp3", "audio/mpeg"),
+    "flac": (".flac", "audio/flac"),
+    "ogg": (".ogg", "audio/ogg"),
+    "matroska": (".mka", "audio/x-matroska"),  # "matroska,webm": WebM when its codecs are WebM's
+    "mov": (".m4a", "audio/mp4"),  # "mov,mp4,m4a,3gp,3g2,mj2"
+    "aac": (".aac", "audio/aac"),
+    "aiff": (".aiff", "audio/aiff"),
+    "caf": (".caf", "audio/x-caf"),
+    "wv": (".wv", "audio/x-wavpack"),
+    "asf": (".wma", "audio/x-ms-wma"),
+    "ac3": (".ac3", "audio/ac3"),
+    "eac3": (".eac3", "audio/eac3"),
+    "amr": (".amr", "audio/amr"),
+    "avi": (".avi", "video/x-msvideo"),
+    "mpegts": (".ts", "video/mp2t"),
+}
+WEBM = (".webm", "audio/webm")
+WEBM_CODECS = {"opus", "vorbis", "vp8", "vp9", "av1"}
+# FFmpeg's context options for every open of user audio: only the allowed demuxers, and no protocol
+# but local files (a demuxer that tried to open a URL would be refused too).
+OPEN_OPTIONS = {"format_whitelist": ",".join(AUDIO_FORMATS), "protocol_whitelist": "file,pipe"}
+SAMPLE_RATES = (1_000, 384_000)  # outside this, a header is damaged or hostile
+# Neutral messages: FFmpeg's own text (which may quote a remote server) is logged, never shown.
+NOT_AUDIO = "This file is not an audio or video file we can read."
+NO_AUDIO_TRACK = "This file has no audio track: it is not an audio or video file we can read."
+TOO_SLOW = "This file took too long to read; it is not an audio or video file we can read."
+
+
+class AudioLimitError(AudioDecodeError):
+    """Readable audio beyond this server's limits; `code` says which ("too_long", "channels", "rate")."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What a probe found: the container's format and its first audio track."""
+
+    format_name: str
+    extension: str
+    mime: str
+    duration: float | None  # seconds; None when the container does not say
+    channels: int
+    sample_rate: int
+
+
+def _format_entry(format_name: str) -> tuple[str, str]:
+    for name in format_name.split(","):
+        if name in AUDIO_FORMATS:
+            return AUDIO_FORMATS[name]
+    raise AudioDecodeError(NOT_AUDIO)  # cannot happen with the allow-list; refuse rather than guess
+
+
+def mime_for_extension(name: str) -> str:
+    """The Content-Type of a stored file by its extension, for rows stored before probing kept it:
+    only our own formats' types, never a type a browser would render as a page."""
+    suffix = Path(name).suffix.lower()
+    for extension, mime in [*AUDIO_FORMATS.values(), WEBM]:
+        if suffix == extension:
+            return mime
+    return "application/octet-stream"
+
+
+def format_minutes(seconds: float) -> str:
+    if seconds >= 3600 and seconds % 3600 == 0:
+        return f"{seconds / 3600:g} h"
+    return f"{seconds / 60:g} min"
+
+
 @contextmanager
-def _open_audio(source, unreadable: str):
-    """An opened container with an audio track; FFmpeg's errors (opening or decoding) become
-    AudioDecodeError starting with `unreadable`."""
+def _open_audio(source, *, timeout: float):
+    """An opened container (allowed formats, local files only) with an audio track. FFmpeg's
+    errors become AudioDecodeError with a neutral message; `timeout` bounds each blocking read."""
     try:
-        with av.open(source, metadata_errors="ignore") as container:
+        with av.open(
+            source, metadata_errors="ignore", container_options=OPEN_OPTIONS, timeout=(timeout, timeout)
+        ) as container:
             if not container.streams.audio:
-                raise AudioDecodeError("This file has no audio track: it is not an audio or video file we can read.")
+                raise AudioDecodeError(NO_AUDIO_TRACK)
             yield container
+    except av.error.ExitError as exc:  # the interrupt callback fired: the timeout passed
+        log.info("audio open timed out: %s", exc)
+        raise AudioDecodeError(TOO_SLOW) from exc
     except av.error.FFmpegError as exc:
-        reason = getattr(exc, "strerror", None) or str(exc)
-        raise AudioDecodeError(f"{unreadable} ({reason}).") from exc
+        log.info("audio open failed: %s", exc)
+        raise AudioDecodeError(NOT_AUDIO) from exc
 
 
-def decode_audio(source: str | Path | BinaryIO) -> np.ndarray:
-    """Decode any format FFmpeg (through PyAV) reads to 16 kHz mono float32, in memory.
+def _info(container, stream) -> AudioInfo:
+    extension, mime = _format_entry(container.format.name)
+    if extension == ".mka" and {s.codec_context.name for s in container.streams} <= WEBM_CODECS:
+        extension, mime = WEBM
+    duration = None
+    if container.duration and container.duration > 0:
+        duration = container.duration / av.time_base
+    elif stream.duration and stream.time_base:
+        duration = float(stream.duration * stream.time_base)
+    codec = stream.codec_context
+    return AudioInfo(container.format.name, extension, mime, duration, codec.channels, codec.sample_rate)
+
+
+def check_limits(info: AudioInfo) -> None:
+    """AudioLimitError when the track has more channels, or a stranger rate, than this server takes."""
+    if not 1 <= info.channels <= settings.UPLOAD_MAX_CHANNELS:
+        raise AudioLimitError(
+            "channels",
+            f"This file has {info.channels} audio channels; the limit is {settings.UPLOAD_MAX_CHANNELS}.",
+        )
+    low, high = SAMPLE_RATES
+    if not low <= info.sample_rate <= high:
+        raise AudioLimitError("rate", f"This file's sample rate ({info.sample_rate} Hz) is not one we can read.")
+
+
+def _too_long(max_seconds: float) -> AudioLimitError:
+    return AudioLimitError("too_long", f"This recording is longer than the limit of {format_minutes(max_seconds)}.")
+
+
+def _measured_duration(container, stream, max_seconds: float, deadline: float) -> float:
+    """The length of a track whose container does not state it, from its packets (no decoding
+    where they carry durations), stopping as soon as it passes `max_seconds`."""
+    seconds = 0.0
+    for packet in container.demux(stream):
+        if time.monotonic() > deadline:
+            raise AudioDecodeError(TOO_SLOW)
+        if packet.duration and packet.time_base:
+            seconds += float(packet.duration * packet.time_base)
+        else:
+            try:
+                seconds += sum(frame.samples / (frame.sample_rate or 1) for frame in packet.decode())
+            except av.error.InvalidDataError:
+                continue
+        if seconds > max_seconds:
+            raise _too_long(max_seconds)
+    return seconds
+
+
+def probe_audio(source, *, max_seconds: float | None = None) -> AudioInfo:
+    """Read a file's container and first audio track (an UploadedFile, a path or a binary file), and
+    check them against the upload limits. Only headers are read, unless the container does not say
+    how long it is: then its packets are counted, up to the limit. The file is left at its start."""
+    max_seconds = max_seconds or settings.UPLOAD_MAX_SECONDS
+    path = getattr(source, "temporary_file_path", None)
+    opened = path() if path else str(source) if isinstance(source, Path) else source
+    deadline = time.monotonic() + settings.UPLOAD_PROBE_SECONDS
+    try:
+        with _open_audio(opened, timeout=settings.UPLOAD_PROBE_SECONDS) as container:
+            stream = container.streams.audio[0]
+            info = _info(container, stream)
+            check_limits(info)
+            if info.duration is None:
+                info = replace(info, duration=_measured_duration(container, stream, max_seconds, deadline))
+    except av.error.FFmpegError as exc:  # while counting packets
+        log.info("audio probe failed: %s", exc)
+        raise AudioDecodeError(NOT_AUDIO) from exc
+    finally:
+        if hasattr(source, "seek"):
+            source.seek(0)
+    if info.duration is not None and info.duration > max_seconds:
+        raise _too_long(max_seconds)
+    return info
+
+
+def decode_audio(source: str | Path | BinaryIO, *, max_seconds: float | None = None) -> np.ndarray:
+    """Decode any allowed format to 16 kHz mono float32, in memory, at most `max_seconds` of it
+    (UPLOAD_MAX_SECONDS by default): decoding stops there, with AudioLimitError.
 
     Takes a path or an open binary file (an upload still in memory is never written out).
     Raises AudioDecodeError with a reason a person can act on.
     """
     if isinstance(source, Path):
         source = str(source)
+    max_seconds = max_seconds or settings.UPLOAD_MAX_SECONDS
     try:
-        with _open_audio(source, "This file could not be read as audio") as container:
-            audio = _decode_stream(container, container.streams.audio[0])
+        with _open_audio(source, timeout=settings.UPLOAD_PROBE_SECONDS) as container:
+            stream = container.streams.audio[0]
+            info = _info(container, stream)
+            check_limits(info)
+            if info.duration is not None and info.duration > max_seconds:
+                raise _too_long(max_seconds)  # a header may understate, never overstate: no decoding
+            audio = _decode_stream(container, stream, max_samples=int(max_seconds * SAMPLE_RATE))
+    except av.error.FFmpegError as exc:  # while decoding
+        log.info("audio decoding failed: %s", exc)
+        raise AudioDecodeError("This file could not be read as audio.") from exc
     except (ValueError, IndexError, OSError) as exc:
-        raise AudioDecodeError(f"This file could not be read as audio ({exc}).") from exc
+        log.info("audio decoding failed: %s", exc)
+        raise AudioDecodeError("This file could not be read as audio.") from exc
+    if audio is None:
+        raise _too_long(max_seconds)
     if audio.size == 0:
         raise AudioDecodeError("This file contains no decodable audio.")
     return audio
 
 
-# Frames are gathered into blocks this long before resampling: one resampler call per block
-# rather than per (tiny) frame.
-_RESAMPLE_BLOCK = 500_000
+def _mono_16k_graph(frame) -> av.filter.Graph:
+    """A filter graph from the decoder's frames to 16 kHz mono float32. The channels are averaged by
+    `pan` (FFmpeg's own float downmix adds them at -3 dB, which can pass full scale), so no
+    multi-channel copy is ever made in Python."""
+    graph = av.filter.Graph()
+    chain = [graph.add_abuffer(format=frame.format.name, layout=frame.layout.name, sample_rate=frame.rate)]
+    channels = frame.layout.nb_channels
+    if channels > 1:
+        gains = "+".join(f"{1 / channels:.9g}*c{i}" for i in range(channels))
+        chain.append(graph.add("pan", f"mono|c0={gains}"))
+    chain.append(graph.add("aresample", str(SAMPLE_RATE)))
+    chain.append(graph.add("aformat", "sample_fmts=flt:channel_layouts=mono"))
+    # Large output frames: one numpy copy per block rather than per (tiny) decoded frame.
+    chain.append(graph.add("asetnsamples", f"n={_OUTPUT_BLOCK}:p=0"))
+    chain.append(graph.add("abuffersink"))
+    graph.link_nodes(*chain).configure()
+    return graph
 
 
-def _decode_stream(container, stream) -> np.ndarray:
-    """PyAV straight to float32 (no int16 round trip), channels averaged to mono.
+_OUTPUT_BLOCK = 65_536
+
+
+def _decode_stream(container, stream, *, max_samples: int) -> np.ndarray | None:
+    """PyAV straight to float32 (no int16 round trip), mono at 16 kHz in FFmpeg's filters, into one
+    buffer. None as soon as the audio passes `max_samples`: a few MB of a compressible file may
+    claim hours of many channels, and no more than the limit is ever held.
 
     Like faster-whisper's decode_audio, but without its gc.collect() after every file, which
-    costs ~80 ms in a process holding Django's heap (benchmarks/decode.py). The channels are
-    averaged here rather than by FFmpeg's float downmix, which adds them at -3 dB and so can
-    leave full scale.
+    costs ~80 ms in a process holding Django's heap (benchmarks/decode.py).
     """
-    resampler = av.AudioResampler(format="fltp", rate=SAMPLE_RATE)  # layout kept: channels averaged below
-    fifo = av.AudioFifo()
-    chunks = []
+    # Untouched pages of the buffer are never resident: memory follows the audio actually decoded.
+    audio = np.empty(max_samples + _OUTPUT_BLOCK, dtype=np.float32)
+    filled = 0
+    graph: av.filter.Graph | None = None
+
+    def drain(graph: av.filter.Graph) -> bool:
+        nonlocal filled
+        while True:
+            try:
+                out = graph.pull()
+            except (av.error.BlockingIOError, av.error.EOFError):
+                return True
+            samples = out.to_ndarray()[0]
+            if filled + len(samples) > max_samples:
+                return False
+            audio[filled : filled + len(samples)] = samples
+            filled += len(samples)
+
     for packet in container.demux(stream):
         try:
             frames = packet.decode()
         except av.error.InvalidDataError:
             continue  # a damaged packet: skip it and keep the rest, as faster-whisper does
         for frame in frames:
-            frame.pts = None  # the fifo checks timestamps; damaged files have gaps
-            fifo.write(frame)
-            if fifo.samples >= _RESAMPLE_BLOCK:
-                chunks += [f.to_ndarray() for f in resampler.resample(fifo.read())]
-    if fifo.samples:
-        chunks += [f.to_ndarray() for f in resampler.resample(fifo.read())]
-    chunks += [f.to_ndarray() for f in resampler.resample(None)]
-    if not chunks:
-        return np.zeros(0, dtype=np.float32)
-    planes = np.concatenate(chunks, axis=1)
-    return planes[0] if len(planes) == 1 else planes.mean(axis=0, dtype=np.float32)
-
-
-def probe_audio(uploaded) -> None:
-    """Check that an upload (a Django UploadedFile) is a container with an audio track."""
-    path = getattr(uploaded, "temporary_file_path", None)
-    try:
-        with _open_audio(path() if path else uploaded, "This file is not an audio or video file we can read"):
-            pass
-    finally:
-        uploaded.seek(0)
+            frame.pts = None  # damaged files have gaps; the resampler needs no timestamps
+            graph = graph or _mono_16k_graph(frame)
+            graph.push(frame)
+            if not drain(graph):
+                return None
+    if graph is not None:
+        graph.push(None)
+        if not drain(graph):
+            return None
+    return audio[:filled]
 
 
 def choose_pipeline(options: Options, duration: float) -> str:

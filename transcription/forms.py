@@ -15,6 +15,8 @@ def declared_length(request) -> int:
 
 
 class UploadForm(forms.Form):
+    audio_info: engine.AudioInfo  # what the probe found, once the form is valid
+
     audio = forms.FileField(label="Audio or video file")
     title = forms.CharField(max_length=255, required=False)
     # Checked against the allowed lists by engine.Options in clean(), one rule for pages and API.
@@ -63,13 +65,21 @@ class UploadForm(forms.Form):
             raise forms.ValidationError(too_large_message(audio.size), code="too_large")
         if audio.size == 0:
             raise forms.ValidationError("The file is empty.", code="empty")
-        # Only the container's header is read here; a file that opens but cannot be decoded
-        # fails its job later with the decoder's reason.
+        # The container's header is read (allowed formats, local reads only) and checked against
+        # the duration and channel limits; nothing is decoded, unless the container does not say
+        # how long it is. A file that opens but cannot be decoded fails its job with a reason.
         try:
-            engine.probe_audio(audio)
+            self.audio_info = engine.probe_audio(audio)
+        except engine.AudioLimitError as exc:
+            raise forms.ValidationError(str(exc), code=exc.code) from exc
         except engine.AudioDecodeError as exc:
             raise forms.ValidationError(str(exc), code="not_audio") from exc
         return audio
+
+    def error_status(self) -> int:
+        """413 for a file too large or too long, 400 for anything else wrong."""
+        too_big = self.has_error("audio", code="too_large") or self.has_error("audio", code="too_long")
+        return 413 if too_big else 400
 
     def title_or_filename(self) -> str:
         return self.cleaned_data["title"] or Path(self.cleaned_data["audio"].name).stem[:255]

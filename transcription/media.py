@@ -5,12 +5,16 @@ is an empty response naming the file in X-Accel-Redirect; nginx serves it from d
 included, so no app process reads or holds the audio. Without nginx the app serves it itself.
 """
 
-import mimetypes
 import re
+from pathlib import Path
 from urllib.parse import quote
 
 from django.conf import settings
 from django.http import FileResponse, HttpResponse, HttpResponseBase
+from django.utils.http import content_disposition_header
+from django.utils.text import slugify
+
+from .engine import mime_for_extension
 
 RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 # nginx's internal location that aliases MEDIA_ROOT (deploy/nginx/config.py PROTECTED_MEDIA).
@@ -25,19 +29,35 @@ def _nginx_serves_files(request) -> bool:
     return enabled and request.headers.get("X-Sendfile-Type") == "X-Accel-Redirect"
 
 
+def content_type(recording) -> str:
+    """The type of what the file is (probed at upload), never of what its uploader called it."""
+    return recording.audio_mime or mime_for_extension(recording.audio.name)
+
+
+def _safe_headers(response: HttpResponseBase, recording) -> HttpResponseBase:
+    # nosniff: a browser never second-guesses the type; the file name is ours (title slug and the
+    # stored extension), so no user-chosen name or extension reaches a download.
+    response["X-Content-Type-Options"] = "nosniff"
+    known = content_type(recording) != "application/octet-stream"
+    suffix = Path(recording.audio.name).suffix if known else ".bin"
+    filename = (slugify(recording.title)[:80] or f"recording-{recording.pk}") + suffix
+    response["Content-Disposition"] = content_disposition_header(as_attachment=False, filename=filename) or "inline"
+    return response
+
+
 def audio_response(request, recording) -> HttpResponseBase:
     field = recording.audio
-    content_type = mimetypes.guess_type(field.name)[0] or "application/octet-stream"
+    mime = content_type(recording)
     if _nginx_serves_files(request):
-        response: HttpResponseBase = HttpResponse(content_type=content_type)
+        response: HttpResponseBase = HttpResponse(content_type=mime)
         response["X-Accel-Redirect"] = ACCEL_PREFIX + quote(field.name)
-        return response
+        return _safe_headers(response, recording)
     size = field.size
     match = RANGE.match(request.headers.get("Range", "").strip())
     if not match or match.groups() == ("", ""):
-        response = FileResponse(field.open("rb"), content_type=content_type)
+        response = FileResponse(field.open("rb"), content_type=mime)
         response["Accept-Ranges"] = "bytes"
-        return response
+        return _safe_headers(response, recording)
     first, last = match.groups()
     if first:
         start, end = int(first), min(int(last) if last else size - 1, size - 1)
@@ -50,7 +70,7 @@ def audio_response(request, recording) -> HttpResponseBase:
     with field.open("rb") as handle:
         handle.seek(start)
         body = handle.read(end - start + 1)
-    response = HttpResponse(body, status=206, content_type=content_type)
+    response = HttpResponse(body, status=206, content_type=mime)
     response["Content-Range"] = f"bytes {start}-{end}/{size}"
     response["Accept-Ranges"] = "bytes"
-    return response
+    return _safe_headers(response, recording)

@@ -16,9 +16,17 @@ class RecordingQuerySet(models.QuerySet):
     def newest_first(self):
         return self.order_by("-created_at", "-id")
 
+    def waiting(self):
+        """Queued or being transcribed: the jobs that count against USER_MAX_QUEUED_JOBS."""
+        return self.filter(status__in=(Recording.Status.QUEUED, Recording.Status.PROCESSING))
+
+    def stored_bytes(self) -> int:
+        return self.aggregate(total=models.Sum("size_bytes"))["total"] or 0
+
 
 def recording_upload_path(recording: "Recording", filename: str) -> str:
-    # The stored name is ours (no user-controlled path parts); the original name is kept apart.
+    # The stored name is ours: a uuid, and the extension of the format the probe found (uploads) or
+    # of the file we wrote (live). The user's file name is only ever the default title.
     suffix = Path(filename).suffix.lower()[:10]
     return f"recordings/{recording.owner_id}/{timezone.now():%Y/%m}/{recording.uuid}{suffix}"
 
@@ -35,6 +43,9 @@ class Recording(models.Model):
     title = models.CharField(max_length=255)
     audio = models.FileField(upload_to=recording_upload_path, max_length=255)
     size_bytes = models.BigIntegerField(default=0)
+    # The Content-Type of the format found by probing at upload, the one the audio is served with;
+    # empty for rows stored before (served by their stored extension, limited to audio types).
+    audio_mime = models.CharField(max_length=64, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     # 0..1, the share of the audio transcribed so far.
     progress = models.FloatField(default=0.0)

@@ -23,7 +23,7 @@ from django.views.decorators.csrf import csrf_exempt
 from accounts.tokens import bearer_key, user_for_key
 from actions.recordings import accept_upload
 
-from . import engine, exports
+from . import engine, exports, quotas
 from .forms import UploadForm, declared_length, too_large_message
 from .jobs import INTERNAL_ERROR
 from .models import Recording, Transcript
@@ -83,7 +83,7 @@ def parse_request(request) -> tuple[UploadForm, engine.Options, str, set[str]]:
     if not form.is_valid():
         field, messages = next(iter(form.errors.items()))
         param = {"audio": "file", "__all__": None}.get(field, field)
-        status = 413 if form.has_error("audio", code="too_large") else 400
+        status = form.error_status()
         message = " ".join(str(m) for m in messages)
         raise BadRequest(message if param in (None, "file") else f"{param}: {message}", param, status)
     options = form.cleaned_data["options"]
@@ -161,13 +161,19 @@ async def transcriptions(request):
     if declared > settings.MAX_UPLOAD_BYTES + 64 * 1024:
         return openai_error(413, too_large_message(declared), param="file", code="file_too_large")
     try:
+        await sync_to_async(quotas.check)(user.pk)  # already at a limit: refused before the body is read
         # Parsing and probing read the file: off the event loop.
         form, options, response_format, granularities = await sync_to_async(parse_request, thread_sensitive=False)(
             request
         )
+        recording = await sync_to_async(accept_upload)(
+            user, form.cleaned_data["audio"], form.title_or_filename(), options, form.audio_info
+        )
     except BadRequest as exc:
         return openai_error(exc.status, str(exc), param=exc.param)
-    recording = await sync_to_async(accept_upload)(user, form.cleaned_data["audio"], form.title_or_filename(), options)
+    except quotas.QuotaExceeded as exc:
+        kind = "rate_limit_error" if exc.status == 429 else "invalid_request_error"
+        return openai_error(exc.status, exc.message, param="file", code=exc.code, kind=kind)
     try:
         status = await wait_until_finished(recording.pk)
     except TimeoutError:

@@ -8,7 +8,7 @@ from django.views.decorators.http import require_GET, require_POST
 from actions.recordings import accept_upload, delete_recording
 from workflows.models import WorkflowRun
 
-from . import exports, media
+from . import exports, media, quotas
 from .forms import UploadForm, declared_length, too_large_message
 from .models import Recording
 
@@ -38,13 +38,20 @@ def upload(request):
     declared = declared_length(request)
     if declared > settings.MAX_UPLOAD_BYTES + 64 * 1024:
         return _render_list(request, UploadForm(), upload_error=too_large_message(declared), status=413)
-    form = UploadForm(request.POST, request.FILES)
-    if not form.is_valid():
-        status = 413 if form.has_error("audio", code="too_large") else 400
-        return _render_list(request, form, status=status)
-    recording = accept_upload(
-        request.user, form.cleaned_data["audio"], form.title_or_filename(), form.cleaned_data["options"]
-    )
+    try:
+        quotas.check(request.user.pk)  # already at a limit: refused before the body is read
+        form = UploadForm(request.POST, request.FILES)
+        if not form.is_valid():
+            return _render_list(request, form, status=form.error_status())
+        recording = accept_upload(
+            request.user,
+            form.cleaned_data["audio"],
+            form.title_or_filename(),
+            form.cleaned_data["options"],
+            form.audio_info,
+        )
+    except quotas.QuotaExceeded as exc:
+        return _render_list(request, UploadForm(), upload_error=exc.message, status=exc.status)
     return redirect("recording-detail", pk=recording.pk)
 
 
