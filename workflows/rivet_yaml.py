@@ -51,7 +51,7 @@ FLOAT = re.compile(
     r"|[-+]?\.(?:inf|Inf|INF)"
     r"|\.(?:nan|NaN|NAN)"
 )
-MAX_INT_DIGITS = 100  # a longer "number" is kept as text rather than converted (int() is quadratic)
+MAX_INT_DIGITS = 1000  # a longer "number" stays text: int() is quadratic, and refuses past 4300 digits
 
 STR_TAG = "tag:yaml.org,2002:str"
 KNOWN_TAGS = {STR_TAG, "tag:yaml.org,2002:int", "tag:yaml.org,2002:float", "tag:yaml.org,2002:bool"}
@@ -67,9 +67,7 @@ def _int(text: str) -> int:
     for prefix, base in (("0b", 2), ("0x", 16), ("0o", 8)):
         if digits.startswith(prefix):
             return sign * int(digits[2:], base)
-    if len(digits) > 1 and digits.startswith("0") and set(digits) <= set("01234567"):
-        return sign * int(digits, 8)  # ruamel reads 017 as octal
-    return sign * int(digits)
+    return sign * int(digits)  # YAML 1.2: 017 is seventeen
 
 
 def _float(text: str) -> float:
