@@ -23,9 +23,22 @@ from django.conf import settings
 
 from . import rivet_yaml
 
-# Rivet's own patterns (serialization_v4.ts): the title is everything between the quotes.
+# Rivet's own pattern (serialization_v4.ts): the title is everything between the quotes.
 NODE_KEY = re.compile(r'\[(?P<id>[^\]]+)\]:(?P<type>\S+) "(?P<title>.*)"')
-CONNECTION = re.compile(r'(?P<port>.+)->"(?P<title>.+)" (?P<target>.+)/(?P<target_port>.+)')
+
+
+def split_connection(text: str) -> tuple[str, str, str, str] | None:
+    """(port, title, target id, target port) of `port->"Title" targetId/targetPort`, as Rivet's
+    pattern `(.+)->"(.+)" (.+)/(.+)` reads it (each part greedy), or None. Found with three rfind
+    calls: the pattern's backtracking took 0.06 s on one hostile 1,000-character connection."""
+    if "\n" in text:  # `.` does not match a newline
+        return None
+    slash = text.rfind("/", 0, max(len(text) - 1, 0))
+    quote = text.rfind('" ', 0, max(slash - 1, 0)) if slash > 0 else -1
+    arrow = text.rfind('->"', 1, max(quote - 1, 0)) if quote > 0 else -1
+    if arrow < 1:
+        return None
+    return text[:arrow], text[arrow + 3 : quote], text[quote + 2 : slash], text[slash + 1 :]
 
 
 def str_or_empty(value: Any) -> str:
@@ -86,8 +99,8 @@ class Project:
     graphs: dict[str, RivetGraph] = field(default_factory=dict)
 
 
-# Rivet's ids are 21 characters and titles short: a longer key or connection is not Rivet's, and
-# the patterns above must not be given megabytes to backtrack over.
+# Rivet's ids are 21 characters and titles short: a longer node key is not Rivet's, and NODE_KEY
+# must not be given megabytes to backtrack over.
 MAX_KEY_CHARS = 1000
 # Connections in a whole file, per allowed node: generous (Rivet nodes have a handful each).
 CONNECTIONS_PER_NODE = 8
@@ -214,14 +227,15 @@ def project_from_document(doc: Any) -> Project:
             )
             outgoing = value.get("outgoingConnections") or []
             for item in outgoing if isinstance(outgoing, list) else [outgoing]:
-                link = CONNECTION.fullmatch(str_or_empty(item)) if len(str_or_empty(item)) <= MAX_KEY_CHARS else None
+                link = split_connection(str_or_empty(item))
                 if link is None:
                     problems.append(
                         f"{where}node {m['title']!r}: {str_or_empty(item)[:200]!r} is not a connection "
                         '(port->"Title" nodeId/port)'
                     )
                     continue
-                connections.append(Connection(m["id"], link["port"], link["target"], link["target_port"]))
+                port, _, target, target_port = link
+                connections.append(Connection(m["id"], port, target, target_port))
         for c in connections:
             if c.target not in nodes:
                 problems.append(

@@ -33,10 +33,8 @@ from yaml.events import (
     StreamStartEvent,
 )
 
-try:
-    from yaml.cyaml import CParser as Parser
-except ImportError:  # PyYAML built without libyaml: correct, only slower
-    from yaml import Loader as Parser  # type: ignore[assignment]
+# PyYAML built without libyaml has no CParser: correct, only slower.
+Parser: Any = yaml.cyaml.CParser if yaml.__with_libyaml__ else yaml.Loader  # type: ignore[attr-defined]
 
 MAX_DEPTH = 200  # Rivet nests about eight deep; deeper is an attack on the recursion
 

@@ -5,6 +5,7 @@ catastrophic patterns such as (a+)+$ and answers at once; for the rest, WORKFLOW
 per search fails the node with that reason. Its syntax is Python's `re` (plus `(?<name>...)`)."""
 
 from collections.abc import Iterator
+from typing import TypeAlias
 
 import regex
 from django.conf import settings
@@ -14,23 +15,22 @@ from .limits import check_list
 
 error = regex.error  # an invalid pattern
 MULTILINE = regex.MULTILINE
-Pattern = regex.Pattern
-Match = regex.Match
+Pattern: TypeAlias = regex.Pattern[str]
 
 
-def compile_pattern(source: str, flags: int = 0) -> regex.Pattern:
+def compile_pattern(source: str, flags: int = 0) -> regex.Pattern[str]:
     """The compiled pattern (regex.error if it is not valid). V0: Python's `re` semantics."""
     return regex.compile(source, flags | regex.VERSION0)
 
 
-def _too_slow(pattern: regex.Pattern) -> NodeError:
+def _too_slow(pattern: regex.Pattern[str]) -> NodeError:
     return NodeError(
         f"the regular expression {pattern.pattern[:200]!r} took longer than "
         f"{settings.WORKFLOW_REGEX_TIMEOUT_SECONDS} s on this input (WORKFLOW_REGEX_TIMEOUT_SECONDS); simplify it"
     )
 
 
-def search(pattern: regex.Pattern, text: str) -> regex.Match | None:
+def search(pattern: regex.Pattern[str], text: str) -> regex.Match[str] | None:
     """The first match, or NodeError if the search takes longer than the limit."""
     try:
         return pattern.search(text, timeout=settings.WORKFLOW_REGEX_TIMEOUT_SECONDS)
@@ -38,10 +38,10 @@ def search(pattern: regex.Pattern, text: str) -> regex.Match | None:
         raise _too_slow(pattern) from None
 
 
-def find_all(pattern: regex.Pattern, text: str) -> list[regex.Match]:
+def find_all(pattern: regex.Pattern[str], text: str) -> list[regex.Match[str]]:
     """Every match (at most WORKFLOW_MAX_LIST_ITEMS), within the time limit for them all."""
-    found: list[regex.Match] = []
-    matches: Iterator[regex.Match] = pattern.finditer(text, timeout=settings.WORKFLOW_REGEX_TIMEOUT_SECONDS)
+    found: list[regex.Match[str]] = []
+    matches: Iterator[regex.Match[str]] = pattern.finditer(text, timeout=settings.WORKFLOW_REGEX_TIMEOUT_SECONDS)
     try:
         for match in matches:
             found.append(match)
