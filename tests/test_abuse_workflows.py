@@ -287,3 +287,12 @@ async def test_a_node_output_over_the_value_limit_fails_that_node(settings):
     assert result.status == "failed"
     assert result.nodes["big"].outputs == {}
     assert "its output is over 1000 characters" in result.error
+
+
+async def test_a_child_that_overruns_its_limits_gives_a_clear_error(settings):
+    """The kernel enforces the memory limit the child set itself once started: with 16 MB (less than
+    Python already holds) reading 1.8 MB of YAML fails in the child, and the import says why."""
+    settings.RIVET_PARSE_MEMORY_BYTES = 16 * 1024 * 1024
+    text = "version: 4\ndata: [" + ",".join(["lorem ipsum dolor"] * 100_000) + "]\n"
+    with pytest.raises(RivetImportError, match=r"could not be read within the limits \(16 MB\)"):
+        await rivet_project.aload_yaml(text)
