@@ -296,3 +296,62 @@ async def test_a_child_that_overruns_its_limits_gives_a_clear_error(settings):
     text = "version: 4\ndata: [" + ",".join(["lorem ipsum dolor"] * 100_000) + "]\n"
     with pytest.raises(RivetImportError, match=r"could not be read within the limits \(16 MB\)"):
         await rivet_project.aload_yaml(text)
+
+
+def _rivet_children_of_daphne() -> list[int]:
+    """Pids of workflows.rivet_yaml processes whose parent is a Daphne process."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if b"workflows.rivet_yaml" not in (entry / "cmdline").read_bytes():
+                continue
+            ppid = (entry / "stat").read_text().rsplit(")", 1)[1].split()[1]
+            if b"daphne" in Path(f"/proc/{ppid}/cmdline").read_bytes():
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.django_db(transaction=True)
+def test_under_daphne_the_import_reads_the_file_in_a_child_and_other_requests_are_answered(daphne_server, alice):
+    import threading
+
+    import requests
+
+    from tests.test_progress_socket import session_cookie
+
+    http = requests.Session()
+    http.cookies.set("sessionid", session_cookie(alice))
+    assert http.get(f"{daphne_server}/workflows/", timeout=60).status_code == 200  # sets the CSRF cookie
+    token = http.cookies["csrftoken"]
+    answers: dict = {}
+
+    def upload():
+        answers["import"] = http.post(
+            f"{daphne_server}/workflows/import",
+            files={"project": ("big.rivet-project", large_flat_project().encode())},
+            headers={"X-CSRFToken": token, "Referer": f"{daphne_server}/workflows/"},
+            allow_redirects=False,
+            timeout=120,
+        )
+
+    uploading = threading.Thread(target=upload)
+    uploading.start()
+    children: set[int] = set()
+    answered_beside_a_child = 0
+    while uploading.is_alive():
+        running = _rivet_children_of_daphne()
+        if running:
+            children.update(running)
+            other = requests.get(f"{daphne_server}/accounts/login/", timeout=60)
+            answered_beside_a_child += other.status_code == 200 and bool(set(_rivet_children_of_daphne()) & children)
+    uploading.join()
+    assert answers["import"].status_code == 302, answers["import"].text[:500]
+    assert children, "the YAML was not read in a child of the Daphne process"
+    assert Workflow.objects.filter(owner=alice, name__isnull=False).count() == 1
+    # Another page was answered while the child was still reading (about 10 on this machine): the
+    # parse holds neither the event loop nor the thread that sync views share.
+    assert answered_beside_a_child >= 1
