@@ -280,6 +280,19 @@ LLM_THREADS = env_int("LLM_THREADS", max(1, CPU_COUNT // 2), minimum=1)
 # Run the built-in "summary, keywords, entities" workflow after every transcription.
 WORKFLOWS_AUTO_RUN = env_bool("WORKFLOWS_AUTO_RUN", True)
 MAX_RIVET_PROJECT_BYTES = env_int("MAX_RIVET_PROJECT_BYTES", 2 * 1024 * 1024, minimum=1024)
+# A Rivet file is read in a child process under these limits (a hostile file costs the web process
+# nothing): a 2 MiB project parses in well under a second and a few tens of MB.
+RIVET_PARSE_TIMEOUT_SECONDS = env_int("RIVET_PARSE_TIMEOUT_SECONDS", 20, minimum=1)
+RIVET_PARSE_MEMORY_BYTES = env_int("RIVET_PARSE_MEMORY_BYTES", 512 * 1024 * 1024, minimum=64 * 1024 * 1024)
+# Workflow engine limits (what a user's workflow may cost a worker): nodes per workflow (also the
+# inlined size of an imported Rivet graph), characters in one node's output and in a run's outputs
+# together, items in one list (regex matches), and how long one regular expression may search
+# one input.
+WORKFLOW_MAX_NODES = env_int("WORKFLOW_MAX_NODES", 2000, minimum=1)
+WORKFLOW_MAX_VALUE_CHARS = env_int("WORKFLOW_MAX_VALUE_CHARS", 1_000_000, minimum=1000)
+WORKFLOW_MAX_RUN_CHARS = env_int("WORKFLOW_MAX_RUN_CHARS", 20_000_000, minimum=1000)
+WORKFLOW_REGEX_TIMEOUT_SECONDS = env_float("WORKFLOW_REGEX_TIMEOUT_SECONDS", 1.0, minimum=0.01)
+WORKFLOW_MAX_LIST_ITEMS = env_int("WORKFLOW_MAX_LIST_ITEMS", 10_000, minimum=10)
 
 # --- Whisper (faster-whisper): https://github.com/SYSTRAN/faster-whisper#usage
 # WHISPER_MODELS are the models a request may choose: "name" or "name=/path/to/ct2-model".

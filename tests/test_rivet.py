@@ -1,12 +1,13 @@
 """Rivet projects: parsing the YAML, refusing what cannot run, running imported graphs on the
 engine (with and without the real local LLM), and saving them as workflows."""
 
+import random
 import re
 from pathlib import Path
 
 import pytest
 
-from workflows import engine, rivet_import, rivet_project
+from workflows import engine, rivet_import, rivet_project, rivet_yaml
 from workflows.llm import LLM
 from workflows.models import Workflow
 from workflows.nodes.base import Context
@@ -213,6 +214,31 @@ def test_the_example_parses_into_its_nodes_and_connections():
     engine.validate(definition)
 
 
+@pytest.mark.parametrize(
+    "scalar, value",
+    [
+        ("YES", "YES"),
+        ("on", "on"),
+        ("12:30", "12:30"),
+        ("2023-01-01", "2023-01-01"),
+        ("017", 17),
+        ("0o17", 15),
+        ("0x1F", 31),
+        ("1_000", 1000),
+        ("1e3", 1000.0),
+        ("-.inf", float("-inf")),
+        ("~", None),
+        ("", None),
+        ("TRUE", True),
+        ("tRUE", "tRUE"),
+        ("'1'", "1"),
+        ("!!str 12", "12"),
+    ],
+)
+def test_plain_scalars_mean_what_yaml_1_2_says(scalar, value):
+    assert rivet_yaml.load(f"k: {scalar}\n") == {"k": value}
+
+
 def test_yaml_is_read_as_yaml_1_2_and_folded_connections_are_joined():
     project = rivet_project.parse_project(ROUTER)
     main, sub = project.graphs["mAin"], project.graphs["sUb"]
@@ -293,6 +319,11 @@ def test_every_unsupported_node_is_refused_with_its_type_and_title():
         ("", "not a Rivet project"),
         ("version: 3\ndata: {graphs: {}}\n", "unsupported Rivet file version 3"),
         ("version: 4\ndata:\n  graphs: {}\n", "`data.graphs` is missing or empty"),
+        ("version: 4\nversion: 4\n", "the key 'version' appears twice in one mapping (line 2)"),
+        ("version: 4\n---\nversion: 4\n", "more than one YAML document"),
+        ("version: !!python/name:os.system 4\n", "the tag 'tag:yaml.org,2002:python/name:os.system' is not allowed"),
+        ("version: 4\ndata: &d {graphs: {}}\n", "anchors and aliases (&, *) are not allowed (line 2)"),
+        ("version: 4\ndata: " + "[" * 300 + "]" * 300 + "\n", "nested more than 200 deep"),
         (
             project_with("""\
         'no key format':
@@ -497,3 +528,14 @@ def test_a_cycle_is_refused_at_import(alice):
     with pytest.raises(RivetImportError, match="form a cycle"):
         rivet_import.import_project(alice, text)
     assert not Workflow.objects.filter(owner=alice).exists()
+
+
+def test_connections_are_split_as_rivets_pattern_splits_them():
+    """split_connection finds what Rivet's backtracking pattern finds, on random strings of its delimiters."""
+    pattern = re.compile(r"(.+)->\"(.+)\" (.+)/(.+)")
+    pieces = ["-", ">", '"', " ", "/", "a", "\n", '->"', '" ']
+    rng = random.Random(13)
+    for _ in range(20000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 14)))
+        found = pattern.fullmatch(text)
+        assert rivet_project.split_connection(text) == (found.groups() if found else None), text

@@ -2,10 +2,12 @@
 
 A definition is `{"nodes": [{"id", "type", "settings": {...}, "inputs": {port: "node.port"}}]}`.
 Validation names the node at fault (unknown type, missing or dangling connection, cycle) before
-anything runs. Execution is asyncio: independent branches run at once, each resource ("llm") behind
+anything runs, and so is a workflow of more than WORKFLOW_MAX_NODES nodes. Execution is asyncio: independent branches run at once, each resource ("llm") behind
 its own semaphore (held per request, so a node's own parallel calls count too) so a 2-core
 machine is not thrashed; AI results are cached in Redis; a failed node
 fails the run with its reason, cancels what is still running, and finished nodes keep their results.
+A node whose output is over WORKFLOW_MAX_VALUE_CHARS fails (text nodes check before they build it),
+and so does the one that takes a run's outputs together over WORKFLOW_MAX_RUN_CHARS.
 """
 
 import asyncio
@@ -21,6 +23,7 @@ from django.conf import settings as django_settings
 from django.core.cache import cache
 
 from .nodes.base import NOT_RAN, Context, NodeContext, NodeError, NodeType, load_all
+from .nodes.limits import value_chars
 
 
 class WorkflowInvalid(ValueError):
@@ -79,6 +82,10 @@ def validate(definition: dict) -> Graph:
     raw_nodes = definition.get("nodes") if isinstance(definition, dict) else None
     if not isinstance(raw_nodes, list) or not raw_nodes:
         raise WorkflowInvalid(["the workflow has no nodes"])
+    if len(raw_nodes) > django_settings.WORKFLOW_MAX_NODES:
+        raise WorkflowInvalid(
+            [f"the workflow has {len(raw_nodes)} nodes; the limit is {django_settings.WORKFLOW_MAX_NODES}"]
+        )
     raw = {}
     for item in raw_nodes:
         node_id = item.get("id") if isinstance(item, dict) else None
@@ -153,6 +160,7 @@ class Executor:
         caps = {"llm": django_settings.LLM_MAX_CONCURRENCY} | (limits or {})
         self.limits = {name: asyncio.Semaphore(cap) for name, cap in caps.items()}
         self.results: dict[str, NodeResult] = {}
+        self.output_chars = 0  # the run's node outputs so far, against WORKFLOW_MAX_RUN_CHARS
 
     def _inputs_of(self, node: Node) -> dict:
         return {
@@ -172,6 +180,7 @@ class Executor:
             if hit is not None:
                 result.outputs, result.cache_hit = hit, True
                 result.duration_ms = (time.perf_counter() - began) * 1000
+                self._check_size(result)
                 return result
         node_ctx = NodeContext.for_node(self.ctx, node.id, self.limits)
         try:
@@ -184,9 +193,24 @@ class Executor:
             result.status, result.error = "failed", f"{type(exc).__name__}: {exc}"
         result.duration_ms = (time.perf_counter() - began) * 1000
         result.attempts = node_ctx.attempts
+        if result.status == "done":
+            self._check_size(result)
         if result.status == "done" and key is not None:
             await cache.aset(key, result.outputs, timeout=django_settings.LLM_CACHE_SECONDS)
         return result
+
+    def _check_size(self, result: NodeResult) -> None:
+        """Fail the result (dropping its outputs) if it is over the value limit or takes the run over its own."""
+        value_limit, run_limit = django_settings.WORKFLOW_MAX_VALUE_CHARS, django_settings.WORKFLOW_MAX_RUN_CHARS
+        size = value_chars(result.outputs, value_limit)
+        if size > value_limit:
+            result.error = f"its output is over {value_limit} characters (WORKFLOW_MAX_VALUE_CHARS)"
+        elif self.output_chars + size > run_limit:
+            result.error = f"the run's outputs together are over {run_limit} characters (WORKFLOW_MAX_RUN_CHARS)"
+        else:
+            self.output_chars += size
+            return
+        result.status, result.outputs = "failed", {}
 
     async def _settle(self, node_id: str, result: NodeResult) -> None:
         self.results[node_id] = result

@@ -23,12 +23,25 @@ types are in workflows/nodes/rivet.py):
 - Only the main graph and the graphs it calls are checked and converted; others are ignored.
 """
 
+from typing import Any
+
+from django.conf import settings
+
 from .nodes.rivet import COALESCE, GATE, GRAPH_INPUT, GRAPH_OUTPUT, SPECS, SUBGRAPH
-from .rivet_project import Connection, Project, RivetGraph, RivetImportError, RivetNode, parse_project, str_or_empty
+from .rivet_project import (
+    Connection,
+    Project,
+    RivetGraph,
+    RivetImportError,
+    RivetNode,
+    aload_yaml,
+    parse_project,
+    project_from_document,
+    str_or_empty,
+)
 
-__all__ = ["RivetImportError", "import_project", "to_definition"]  # views and tests use these
+__all__ = ["RivetImportError", "aload_yaml", "import_document", "import_project", "to_definition"]  # views, tests
 
-MAX_NODES = 2000  # after inlining subgraphs: a graph calling another twice, and so on, grows fast
 OUTPUT_NODE = "graph-outputs"
 
 
@@ -120,8 +133,11 @@ class _Builder:
         self.nodes: list[dict] = []
 
     def add(self, node: dict) -> None:
-        if len(self.nodes) >= MAX_NODES:
-            raise RivetImportError(f"the graph has more than {MAX_NODES} nodes once its subGraphs are included")
+        # After inlining: a graph calling another twice, and so on, grows fast.
+        if len(self.nodes) >= settings.WORKFLOW_MAX_NODES:
+            raise RivetImportError(
+                f"the graph has more than {settings.WORKFLOW_MAX_NODES} nodes once its subGraphs are included"
+            )
         self.nodes.append(node)
 
     def graph(self, graph_id: str, prefix: str = "", gate: str | None = None, caller: dict | None = None) -> dict:
@@ -235,11 +251,20 @@ def to_definition(project: Project, graph_id: str | None = None) -> dict:
 
 
 def import_project(owner, uploaded_text: str | bytes, name: str | None = None):
-    """Parse, convert and validate an uploaded project, and save it as the owner's Workflow."""
+    """Parse (in this process), convert and validate an uploaded project, and save it as the
+    owner's Workflow. The web view reads the YAML in a child process and calls `import_document`."""
+    return _save(owner, parse_project(uploaded_text), name)
+
+
+def import_document(owner, document: Any, name: str | None = None):
+    """`import_project` for a file whose YAML was already read (by `aload_yaml`)."""
+    return _save(owner, project_from_document(document), name)
+
+
+def _save(owner, project: Project, name: str | None):
     from . import engine
     from .models import Workflow
 
-    project = parse_project(uploaded_text)
     definition = to_definition(project)
     try:
         engine.validate(definition)

@@ -1,5 +1,6 @@
 """Workflow pages: the list (with Rivet import), one workflow (run it), a run (live), ask."""
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -47,18 +48,25 @@ def workflow_list(request):
 
 @login_required
 @require_POST
-def import_rivet(request):
+async def import_rivet(request):
+    """Async so that the YAML, read by a child process under limits, is awaited without holding a
+    thread: the process goes on answering other requests while a large file is read."""
+    render_list = sync_to_async(_render_list)
     upload = request.FILES.get("project")
     if upload is None:
-        return _render_list(request, "Choose a .rivet-project file.", status=400)
+        return await render_list(request, "Choose a .rivet-project file.", status=400)
     if upload.size > settings.MAX_RIVET_PROJECT_BYTES:
-        return _render_list(
+        return await render_list(
             request, f"The file is larger than {settings.MAX_RIVET_PROJECT_BYTES // 1024} KB.", status=413
         )
+    user = await request.auser()
     try:
-        workflow = rivet_import.import_project(request.user, upload.read(), name=request.POST.get("name") or None)
+        document = await rivet_import.aload_yaml(upload.read())
+        workflow = await sync_to_async(rivet_import.import_document)(
+            user, document, name=request.POST.get("name") or None
+        )
     except (rivet_import.RivetImportError, engine.WorkflowInvalid) as exc:
-        return _render_list(request, f"Could not import {upload.name}: {exc}", status=400)
+        return await render_list(request, f"Could not import {upload.name}: {exc}", status=400)
     messages.success(request, f"Imported “{workflow.name}”.")
     return redirect("workflow-detail", pk=workflow.pk)
 

@@ -8,6 +8,7 @@ node also has a non-LLM answer it falls back to (extractive summary, capitalised
 import re
 
 import orjson
+from django.conf import settings as django_settings
 from pydantic import BaseModel, Field, ValidationError
 
 from graph import extraction
@@ -30,6 +31,8 @@ async def ask(
     attempts it took are the node's (the last request's, when a node asks several times)."""
     if ctx.llm is None:
         raise NodeError("no language model is configured for this run")
+    # Whatever a workflow asks for, the model writes at most its context's worth of tokens.
+    max_tokens = max(1, min(int(max_tokens), django_settings.LLM_CONTEXT_TOKENS))
 
     async def on_token(token: str) -> None:
         await ctx.send({"type": "token", "text": token})

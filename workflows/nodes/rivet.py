@@ -24,8 +24,8 @@ Deviations from Rivet:
   refused at import, and so are the outputs the app does not produce (cost, usage, duration...).
 - coalesce looks at every connected inputN in order (Rivet stops at the count of connected
   inputs, so a gap hides the last one).
-- extractRegex and match take JavaScript regular expressions; they run on Python's `re` after
-  rewriting named groups. extractRegex has one output per real capture group (Rivet also counts
+- extractRegex and match take JavaScript regular expressions; they run on the `regex` module
+  (Python's syntax, with a time limit: workflows/nodes/patterns.py) after rewriting named groups. extractRegex has one output per real capture group (Rivet also counts
   `(?:`); a connected outputN beyond them carries None.
 - Interpolation (text, prompt): `{{name}}` (trimmed) and `{{{literal}}}` are supported;
   `{{x | filter}}` and `{{@graphInputs.x}}` / `{{@context.x}}` are refused at import.
@@ -43,8 +43,10 @@ from django.conf import settings as django_settings
 
 from .. import tokens
 from ..rivet_project import Project, RivetNode, str_or_empty
+from . import patterns
 from .ai import ask
 from .base import NOT_RAN, NodeError, node_type
+from .limits import joined
 
 GATE = "_gate"
 
@@ -99,25 +101,41 @@ def interpolation_problems(template: str) -> list[str]:
 
 def rivet_interpolate(template: str, values: dict) -> str:
     """Rivet's interpolation: each `{{name}}` replaced by input `name` as a Rivet string ('' when
-    it is missing), each `{{{literal}}}` by `{{literal}}`."""
+    it is missing), each `{{{literal}}}` by `{{literal}}`. NodeError if the result would be over
+    WORKFLOW_MAX_VALUE_CHARS: the pieces are measured before they are joined."""
     parts = ESCAPED.split(template or "")  # even: text to fill; odd: the inside of an escaped token
+    texts: dict[str, str] = {}  # each value as a string once, however often the template uses it
     out = []
     for i, part in enumerate(parts):
         if i % 2:
             out.append("{{" + part + "}}")
-        else:
-            out.append(TOKEN.sub(lambda m: as_rivet_string(values.get(_token_name(m.group(1)))), part))
-    return "".join(out)
+            continue
+        end = 0
+        for m in TOKEN.finditer(part):
+            name = _token_name(m.group(1))
+            if name not in texts:
+                texts[name] = as_rivet_string(values.get(name))
+            out += [part[end : m.start()], texts[name]]
+            end = m.end()
+        out.append(part[end:])
+    return joined(out, "the interpolated text")
 
 
 JS_NAMED_GROUP = re.compile(r"\(\?<(?![=!])")  # (?<name> but not the look-behinds (?<= (?<!
 JS_BACKREFERENCE = re.compile(r"\\k<(\w+)>")
 
 
-def js_regex(source: str, multiline: bool = False) -> re.Pattern:
-    """A JavaScript regular expression (Rivet's syntax) compiled for Python; re.error if invalid."""
+def js_regex(source: str, multiline: bool = False) -> patterns.Pattern:
+    """A JavaScript regular expression (Rivet's syntax) compiled for the `regex` module;
+    patterns.error if invalid."""
     source = JS_BACKREFERENCE.sub(r"(?P=\1)", JS_NAMED_GROUP.sub("(?P<", str(source)))
-    return re.compile(source, re.MULTILINE if multiline else 0)
+    return patterns.compile_pattern(source, patterns.MULTILINE if multiline else 0)
+
+
+# outputN / caseN: a port number sizes the node's outputs, so it is capped (output300000000 was a
+# dict of 300 million entries); a regular expression has fewer groups than this, a match fewer cases.
+MAX_PORT_NUMBER = 100
+NUMBERED_OUTPUT = re.compile(r"output([1-9]\d{0,2})")
 
 
 # What the importer knows of a Rivet node type.
@@ -505,25 +523,27 @@ def _regex_problems(node: RivetNode) -> list[str]:
         return []  # known only when the run gives it
     try:
         js_regex(node.text("regex"), bool(node.data.get("multilineMode")))
-    except re.error as exc:
-        return [f"{node.label}: {node.text('regex')!r} is not a valid regular expression ({exc})"]
+    except patterns.error as exc:
+        return [f"{node.label}: {node.text('regex')[:200]!r} is not a valid regular expression ({exc})"]
     return []
+
+
+def _numbered_output(port: str) -> int | None:
+    """N of a port `outputN` within MAX_PORT_NUMBER, else None."""
+    m = NUMBERED_OUTPUT.fullmatch(port)
+    return int(m.group(1)) if m is not None and int(m.group(1)) <= MAX_PORT_NUMBER else None
 
 
 EXTRACT_REGEX = RivetNodeSpec(
     "extractRegex",
     "rivet_extract_regex",
     accepts=lambda node, port, project: port == "input" or (port == "regex" and bool(node.data.get("useRegexInput"))),
-    emits=lambda node, port, project: (
-        port in ("matches", "succeeded", "failed") or re.fullmatch(r"output[1-9]\d*", port) is not None
-    ),
+    emits=lambda node, port, project: port in ("matches", "succeeded", "failed") or _numbered_output(port) is not None,
     keeps=keep("useRegexInput", "errorOnFailed", "multilineMode", regex=str_or_empty),
     required=("input",),
     problems=_regex_problems,
     # outputN connected beyond the regex's groups: the node emits None there, as Rivet does.
-    wiring=lambda connected: {
-        "outputs": max((int(port[6:]) for port in connected if re.fullmatch(r"output\d+", port)), default=0)
-    },
+    wiring=lambda connected: {"outputs": max((n for port in connected if (n := _numbered_output(port))), default=0)},
 )
 
 
@@ -542,11 +562,11 @@ async def extract_regex(ctx, inputs, settings):
         source = as_rivet_string(inputs["regex"])
     try:
         pattern = js_regex(source, settings.get("multilineMode", False))
-    except re.error as exc:
-        raise NodeError(f"not a valid regular expression {source!r}: {exc}") from None
+    except patterns.error as exc:
+        raise NodeError(f"not a valid regular expression {source[:200]!r}: {exc}") from None
     text = as_rivet_string(inputs["input"])
-    found = list(pattern.finditer(text))
-    count = max(pattern.groups, int(settings.get("outputs", 0)))
+    found = patterns.find_all(pattern, text)
+    count = max(pattern.groups, min(int(settings.get("outputs", 0)), MAX_PORT_NUMBER))
     outputs: dict[str, Any] = {f"output{i}": None for i in range(1, count + 1)} | {"matches": None}
     if not found:
         if settings.get("errorOnFailed"):
@@ -599,21 +619,28 @@ def _cases(node: RivetNode) -> list:
 
 def _match_problems(node: RivetNode) -> list[str]:
     found = [] if isinstance(node.data.get("cases"), list) else [f"{node.label} has no list of cases"]
+    if len(_cases(node)) > MAX_PORT_NUMBER:
+        return [f"{node.label} has {len(_cases(node))} cases; the limit is {MAX_PORT_NUMBER}"]
     for i, case in enumerate(_cases(node), 1):
         try:
             js_regex(str_or_empty(case))
-        except re.error as exc:
-            found.append(f"{node.label}: case {i} {str_or_empty(case)!r} is not a valid regular expression ({exc})")
+        except patterns.error as exc:
+            found.append(
+                f"{node.label}: case {i} {str_or_empty(case)[:200]!r} is not a valid regular expression ({exc})"
+            )
     return found
+
+
+def _is_case_port(node: RivetNode, port: str) -> bool:
+    m = re.fullmatch(r"case([1-9]\d{0,2})", port)
+    return m is not None and int(m.group(1)) <= min(len(_cases(node)), MAX_PORT_NUMBER)
 
 
 MATCH = RivetNodeSpec(
     "match",
     "rivet_match",
     accepts=ports("input", "value"),
-    emits=lambda node, port, project: (
-        port == "unmatched" or port in {f"case{i}" for i in range(1, len(_cases(node)) + 1)}
-    ),
+    emits=lambda node, port, project: port == "unmatched" or _is_case_port(node, port),
     keeps=keep("exclusive", cases=lambda cases: [str_or_empty(case) for case in cases]),
     required=("input",),
     problems=_match_problems,
@@ -629,9 +656,10 @@ async def match(ctx, inputs, settings):
     outputs, matched = {}, False
     for i, case in enumerate(settings.get("cases") or [], 1):
         try:
-            hit = js_regex(case).search(text) is not None
-        except re.error as exc:
+            pattern = js_regex(case)
+        except patterns.error as exc:
             raise NodeError(f"case {i} is not a valid regular expression: {exc}") from None
+        hit = patterns.search(pattern, text) is not None
         fires = hit and not (matched and settings.get("exclusive"))
         outputs[f"case{i}"] = value if fires else NOT_RAN
         matched = matched or hit

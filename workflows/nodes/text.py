@@ -8,7 +8,9 @@ from asgiref.sync import sync_to_async
 
 from graph import extraction
 
+from . import patterns
 from .base import NOT_RAN, NodeError, node_type
+from .limits import joined
 
 PLACEHOLDER = re.compile(r"\{\{\s*([\w .-]+?)\s*\}\}")
 
@@ -24,8 +26,22 @@ def as_text(value) -> str:
 
 
 def fill_placeholders(template: str, values: dict) -> str:
-    """`{{name}}` replaced by the value of input `name` (unknown names are left as they are)."""
-    return PLACEHOLDER.sub(lambda m: as_text(values[m.group(1)]) if m.group(1) in values else m.group(0), template)
+    """`{{name}}` replaced by the value of input `name` (unknown names are left as they are);
+    NodeError if the result would be over WORKFLOW_MAX_VALUE_CHARS (measured before it is built)."""
+    texts: dict[str, str] = {}  # each value as text once, however often the template uses it
+    pieces, end = [], 0
+    for m in PLACEHOLDER.finditer(template):
+        name = m.group(1)
+        pieces.append(template[end : m.start()])
+        if name in values:
+            if name not in texts:
+                texts[name] = as_text(values[name])
+            pieces.append(texts[name])
+        else:
+            pieces.append(m.group(0))
+        end = m.end()
+    pieces.append(template[end:])
+    return joined(pieces, "the filled template")
 
 
 def _transcript_of(owner_id: int, recording_id: int) -> dict:
@@ -100,13 +116,14 @@ async def match(ctx, inputs, settings):
     text = as_text(inputs["value"])
     cases = settings.get("cases") or []
     outputs = {f"case{i + 1}": NOT_RAN for i in range(len(cases))} | {"unmatched": NOT_RAN}
-    for i, pattern in enumerate(cases):
+    for i, source in enumerate(cases):
         try:
-            if re.search(pattern, text):
-                outputs[f"case{i + 1}"] = inputs["value"]
-                return outputs
-        except re.error as exc:
+            pattern = patterns.compile_pattern(source)
+        except patterns.error as exc:
             raise NodeError(f"case {i + 1} is not a valid regular expression: {exc}") from None
+        if patterns.search(pattern, text):
+            outputs[f"case{i + 1}"] = inputs["value"]
+            return outputs
     outputs["unmatched"] = inputs["value"]
     return outputs
 
@@ -126,17 +143,18 @@ async def extract_regex(ctx, inputs, settings):
     """settings.regex applied to the text: capture groups on output1, output2…; `matches` (all
     matches of the first group), `succeeded` / `failed` (the other is not run)."""
     try:
-        pattern = re.compile(settings.get("regex", ""), re.MULTILINE if settings.get("multiline") else 0)
-    except re.error as exc:
+        flags = patterns.MULTILINE if settings.get("multiline") else 0
+        pattern = patterns.compile_pattern(settings.get("regex", ""), flags)
+    except patterns.error as exc:
         raise NodeError(f"not a valid regular expression: {exc}") from None
     text = as_text(inputs["text"])
-    found = pattern.search(text)
+    found = patterns.search(pattern, text)
     outputs: dict[str, Any] = {f"output{i + 1}": NOT_RAN for i in range(pattern.groups)}
     if found is None:
         return outputs | {"matches": [], "succeeded": NOT_RAN, "failed": text}
     for i in range(pattern.groups):
         outputs[f"output{i + 1}"] = found.group(i + 1)
-    matches = [m.group(1) if pattern.groups else m.group(0) for m in pattern.finditer(text)]
+    matches = [m.group(1) if pattern.groups else m.group(0) for m in patterns.find_all(pattern, text)]
     return outputs | {"matches": matches, "succeeded": text, "failed": NOT_RAN}
 
 
