@@ -1,3 +1,6 @@
+import asyncio
+
+from django.conf import settings
 from django.contrib.auth import login
 from django.contrib.auth.forms import UserCreationForm
 from django.contrib.auth.models import User
@@ -5,29 +8,68 @@ from django.http import JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET
 
+from accounts import throttling
+from accounts.views import throttled_page
 from graph.connection import graph_is_reachable
 
 from .health import database_is_reachable, llm_is_reachable, redis_is_reachable
 
 
 def signup(request):
+    """Sign-up: the password validators (settings.AUTH_PASSWORD_VALIDATORS) apply; an address may
+    create SIGNUPS_PER_ADDRESS_PER_HOUR accounts (each account has its own quotas)."""
     if request.user.is_authenticated:
         return redirect("recording-list")
     form: UserCreationForm[User] = UserCreationForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        user = form.save()
-        login(request, user)
-        return redirect("recording-list")
+    if request.method == "POST":
+        address = throttling.client_address(request)
+        if wait := throttling.blocked_for(throttling.signup_per_address(), address):
+            error = throttling.Throttled(
+                wait, f"Too many new accounts from your address. Try again in {throttling.wait_phrase(wait)}."
+            )
+            return throttled_page(request, error)
+        if form.is_valid():
+            user = form.save()
+            throttling.hit(throttling.signup_per_address(), address)
+            login(request, user)
+            return redirect("recording-list")
     return render(request, "registration/signup.html", {"form": form})
 
 
+LOOPBACK = {"127.0.0.1", "::1"}
+
+
 @require_GET
-def healthz(request):
-    """Public liveness of each part the app needs; 503 when any is down."""
+async def healthz(request):
+    """Liveness, public: the process answers. A constant, no dependency is asked (anyone may call it
+    as often as they like); /readyz has the details."""
+    return JsonResponse({"status": "ok"})
+
+
+async def _bounded(check, timeout: float) -> bool:
+    # In a thread of its own, so a dependency that hangs costs this check `timeout`, not the answer.
+    try:
+        return await asyncio.wait_for(asyncio.to_thread(check), timeout)
+    except TimeoutError:
+        return False
+
+
+@require_GET
+async def readyz(request):
+    """Readiness of each part the app needs, 503 naming the one that is down: for staff or a caller
+    on this machine (the container's healthcheck), since each call queries every dependency. The
+    checks run at once, each at most HEALTH_CHECK_TIMEOUT_SECONDS."""
+    if request.META.get("REMOTE_ADDR") not in LOOPBACK and not (await request.auser()).is_staff:
+        return JsonResponse(
+            {"detail": "Readiness details are for staff or this machine; /healthz is public."}, status=403
+        )
     checks = {
-        "database": database_is_reachable(),
-        "redis": redis_is_reachable(),
-        "neo4j": graph_is_reachable(),
-        "llm": llm_is_reachable(),
+        "database": database_is_reachable,
+        "redis": redis_is_reachable,
+        "neo4j": graph_is_reachable,
+        "llm": llm_is_reachable,
     }
-    return JsonResponse(checks, status=200 if all(checks.values()) else 503)
+    timeout = settings.HEALTH_CHECK_TIMEOUT_SECONDS
+    results = await asyncio.gather(*(_bounded(check, timeout) for check in checks.values()))
+    answer = dict(zip(checks, results, strict=True))
+    return JsonResponse(answer, status=200 if all(results) else 503)
