@@ -5,7 +5,7 @@ from datetime import datetime, timedelta
 from django.http import HttpRequest
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
-from ninja import Field, Router, Schema
+from ninja import Field, Router, Schema, Status
 
 from .models import ApiToken
 
@@ -46,10 +46,10 @@ def create_token(request: HttpRequest, payload: NewTokenIn):
     if parent_expiry is not None and (expires_at is None or expires_at > parent_expiry):
         expires_at = parent_expiry
     token, key = ApiToken.issue(request.user, payload.name, expires_at)
-    return 201, {**TokenOut.model_validate(token).model_dump(), "key": key}
+    return Status(201, {**TokenOut.model_validate(token).model_dump(), "key": key})
 
 
 @router.delete("/tokens/{token_id}", response={204: None})
 def revoke_token(request: HttpRequest, token_id: int):
     get_object_or_404(ApiToken.objects.owned_by(request.user), pk=token_id).delete()
-    return 204, None
+    return Status(204, None)

@@ -1,14 +1,18 @@
 import asyncio
 
 from django.conf import settings
-from django.contrib.auth import login
+from django import forms
+from django.contrib import messages
+from django.contrib.auth import login, logout
+from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import UserCreationForm
 from django.contrib.auth.models import User
 from django.http import JsonResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_http_methods
 
 from accounts import throttling
+from actions.accounts import delete_user
 from accounts.views import throttled_page
 from graph.connection import graph_is_reachable
 
@@ -34,6 +38,35 @@ def signup(request):
             login(request, user)
             return redirect("recording-list")
     return render(request, "registration/signup.html", {"form": form})
+
+
+class DeleteAccountForm(forms.Form):
+    password = forms.CharField(widget=forms.PasswordInput, help_text="Your password, to confirm.")
+
+    def __init__(self, user, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.user = user
+
+    def clean_password(self):
+        password = self.cleaned_data["password"]
+        if not self.user.check_password(password):
+            raise forms.ValidationError("That is not your password.")
+        return password
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def delete_account(request):
+    """Delete my account: everything I made goes with it (actions.accounts.delete_user)."""
+    form = DeleteAccountForm(request.user, request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        user = request.user
+        logout(request)
+        delete_user(user)
+        messages.info(request, "Your account and everything in it were deleted.")
+        return redirect("login")
+    status = 400 if form.errors else 200
+    return render(request, "accounts/delete.html", {"form": form}, status=status)
 
 
 LOOPBACK = {"127.0.0.1", "::1"}
