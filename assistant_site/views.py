@@ -1,7 +1,7 @@
 import asyncio
 
-from django.conf import settings
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login, logout
 from django.contrib.auth.decorators import login_required
@@ -12,8 +12,8 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
 from accounts import throttling
-from actions.accounts import delete_user
 from accounts.views import throttled_page
+from actions.accounts import delete_user
 from graph.connection import graph_is_reachable
 
 from .health import database_is_reachable, llm_is_reachable, redis_is_reachable
