@@ -198,9 +198,8 @@ def test_search_plays_from_the_moment_and_the_graph_expands(daphne_server, brows
 def test_the_pages_keep_working_under_the_content_security_policy(daphne_server, browser, alice):
     from django.contrib.auth import get_user_model
 
-    from tests.factories import make_transcribed
-
     from graph import writes
+    from tests.factories import make_transcribed
 
     recording = make_transcribed(alice, "kept", ["Stella met John Smith in Boston."])
     writes.write_recording(recording.id)

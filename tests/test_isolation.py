@@ -56,7 +56,9 @@ def test_tokens_are_listed_and_revoked_by_their_owner_only(client, alice, bob):
     assert ApiToken.objects.filter(pk=alices.pk).exists()
 
 
-def test_deleting_my_account_leaves_other_users_alone(client, alice, bob, alices_recording, django_capture_on_commit_callbacks):
+def test_deleting_my_account_leaves_other_users_alone(
+    client, alice, bob, alices_recording, django_capture_on_commit_callbacks
+):
     from tests.factories import PASSWORD
 
     bobs = Recording(owner=bob, title="Bob's", size_bytes=3)
