@@ -1,4 +1,5 @@
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 
 from django import forms
 from django.conf import settings
@@ -79,10 +80,15 @@ async def healthz(request):
     return JsonResponse({"status": "ok"})
 
 
+# The checks' own threads, not the event loop's default executor: a check that hangs keeps its
+# thread until its client gives up, and nothing (a loop shutting down included) waits for it.
+_CHECK_THREADS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="readiness")
+
+
 async def _bounded(check, timeout: float) -> bool:
-    # In a thread of its own, so a dependency that hangs costs this check `timeout`, not the answer.
+    # In a thread, so a dependency that hangs costs this check `timeout`, not the answer.
     try:
-        return await asyncio.wait_for(asyncio.to_thread(check), timeout)
+        return await asyncio.wait_for(asyncio.get_running_loop().run_in_executor(_CHECK_THREADS, check), timeout)
     except TimeoutError:
         return False
 
