@@ -6,4 +6,4 @@ class AccountsConfig(AppConfig):
     name = "accounts"
 
     def ready(self):
-        from . import tokens  # noqa: F401  (connects the token cache's invalidation signals)
+        from . import checks, throttling, tokens  # noqa: F401  (deploy checks; the token cache's and sign-in counters' signals)

@@ -1,5 +1,6 @@
 import hashlib
 import secrets
+from datetime import datetime
 
 from django.conf import settings
 from django.db import models
@@ -27,6 +28,8 @@ class ApiToken(models.Model):
     prefix = models.CharField(max_length=12, editable=False)
     created_at = models.DateTimeField(default=timezone.now)
     last_used_at = models.DateTimeField(null=True, blank=True)
+    # Chosen when the token is made (profile page, POST /api/tokens); none: it never expires.
+    expires_at = models.DateTimeField(null=True, blank=True)
 
     objects = ApiTokenQuerySet.as_manager()
 
@@ -36,9 +39,13 @@ class ApiToken(models.Model):
     def __str__(self):
         return f"{self.name} ({self.prefix}…)"
 
+    @property
+    def expired(self) -> bool:
+        return self.expires_at is not None and self.expires_at <= timezone.now()
+
     @classmethod
-    def issue(cls, user, name: str) -> tuple["ApiToken", str]:
+    def issue(cls, user, name: str, expires_at: datetime | None = None) -> tuple["ApiToken", str]:
         """Create a token; returns it and the key, which is not kept anywhere."""
         key = TOKEN_PREFIX + secrets.token_urlsafe(32)
-        token = cls.objects.create(user=user, name=name, key_hash=hash_key(key), prefix=key[:10])
+        token = cls.objects.create(user=user, name=name, key_hash=hash_key(key), prefix=key[:10], expires_at=expires_at)
         return token, key

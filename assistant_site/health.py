@@ -4,13 +4,15 @@ import logging
 import urllib.request
 
 from django.conf import settings
-from django.db import connection
+from django.db import connection, connections
 from django_redis import get_redis_connection  # type: ignore[import-untyped]  # no py.typed marker in django-redis
 
 log = logging.getLogger(__name__)
 
 
 def database_is_reachable() -> bool:
+    """Called in a thread of its own (assistant_site/views.py readyz): its connection is given back
+    (to the pool) before the thread goes, rather than left open in it."""
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
@@ -18,6 +20,8 @@ def database_is_reachable() -> bool:
     except Exception:
         log.exception("database unreachable")
         return False
+    finally:
+        connections.close_all()
 
 
 def redis_is_reachable() -> bool:

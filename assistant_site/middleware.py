@@ -11,6 +11,7 @@ so a mistake here fails loudly.
 
 from asgiref.sync import sync_to_async
 from compression_middleware.middleware import CompressionMiddleware as _CompressionMiddleware
+from csp import middleware as csp_middleware
 from django.conf import settings
 from django.contrib.auth import middleware as auth
 from django.contrib.messages import middleware as messages
@@ -94,3 +95,7 @@ class CompressionMiddleware(_CompressionMiddleware):
         if getattr(response, "is_async", False):
             return response
         return super().process_response(request, response)
+
+
+class CSPMiddleware(OnTheLoop, csp_middleware.CSPMiddleware):
+    """django-csp's middleware is sync-only (MiddlewareMixin); it only sets a lazy nonce and a header."""

@@ -52,6 +52,8 @@ INSTALLED_APPS = [
     "servestatic.runserver_nostatic",
     "django.contrib.staticfiles",
     "channels",
+    "csp",
+    "ninja",  # the API docs page then serves Swagger UI from our static files, not a CDN (CSP)
     "accounts",
     "transcription",
     "workflows",
@@ -72,7 +74,11 @@ MIDDLEWARE = [
     "assistant_site.middleware.AuthenticationMiddleware",
     "assistant_site.middleware.MessageMiddleware",
     "assistant_site.middleware.XFrameOptionsMiddleware",
+    "assistant_site.middleware.CSPMiddleware",
 ]
+# Django's deploy checks look for its own middleware by dotted path; ours are its subclasses (above).
+# tests/test_production_settings.py checks that their headers and the CSRF check are really there.
+SILENCED_SYSTEM_CHECKS = ["security.W001", "security.W002", "security.W003"]
 
 ROOT_URLCONF = "assistant_site.urls"
 ASGI_APPLICATION = "assistant_site.asgi.application"
@@ -103,6 +109,77 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "recording-list"
 LOGOUT_REDIRECT_URL = "login"
+# Applied at sign-up (and by `changepassword`): "a" is refused with each validator's message.
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+# --- Throttling (accounts/throttling.py: counters in Redis, shared by every web process). nginx
+# limits sign-in POSTs per address too (NGINX_LOGIN_RATE); these hold without it, and per username.
+# Failed sign-ins (site and admin) per username, and per client address across usernames, within
+# LOGIN_LOCKOUT_SECONDS; beyond either, every sign-in for it (the right password too) is a 429 until
+# the window ends.
+LOGIN_FAILURES_PER_USERNAME = env_int("LOGIN_FAILURES_PER_USERNAME", 10, minimum=1)
+LOGIN_FAILURES_PER_ADDRESS = env_int("LOGIN_FAILURES_PER_ADDRESS", 30, minimum=1)
+LOGIN_LOCKOUT_SECONDS = env_int("LOGIN_LOCKOUT_SECONDS", 900, minimum=1)
+# Accounts created per client address per hour.
+SIGNUPS_PER_ADDRESS_PER_HOUR = env_int("SIGNUPS_PER_ADDRESS_PER_HOUR", 10, minimum=1)
+# API and OpenAI-endpoint requests per token (per user for a browser session) per minute, and of
+# those, uploads (POST /api/recordings, /v1/audio/transcriptions) per minute.
+API_REQUESTS_PER_MINUTE = env_int("API_REQUESTS_PER_MINUTE", 120, minimum=1)
+API_UPLOADS_PER_MINUTE = env_int("API_UPLOADS_PER_MINUTE", 10, minimum=1)
+
+# /readyz: each dependency check (database, Redis, Neo4j, LLM) gives up after this long.
+HEALTH_CHECK_TIMEOUT_SECONDS = env_float("HEALTH_CHECK_TIMEOUT_SECONDS", 3.0, minimum=0.1)
+
+# --- Behind a proxy. The client address comes from Daphne, which is started with --proxy-headers
+# (assistant_site/serve.py, deploy/container/entrypoint.sh) and only listens where the proxy can reach it.
+# TRUST_PROXY_HEADERS: the proxy's X-Forwarded-Proto says whether the request came over HTTPS
+# (deploy/nginx sets it); never set it when clients can reach Django without the proxy.
+TRUST_PROXY_HEADERS = env_bool("TRUST_PROXY_HEADERS", False)
+if TRUST_PROXY_HEADERS:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# --- Production (DJANGO_ENV=production): HTTPS only, passes `manage.py check --deploy` with no
+# warning (tests/test_production_settings.py). Development (`make run`) serves plain HTTP on 127.0.0.1.
+# https://docs.djangoproject.com/en/5.2/howto/deployment/checklist/
+DJANGO_ENV = env_choice("DJANGO_ENV", "development", {"development", "production"})
+_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 365 * 24 * 3600, minimum=0)
+_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", True)
+if DJANGO_ENV == "production":
+    if DEBUG:
+        raise ImproperEnvironment("DEBUG must be false when DJANGO_ENV=production")
+    SECURE_SSL_REDIRECT = True
+    # Probes come over plain HTTP from the machine or the cluster, not through the TLS proxy.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+    SECURE_HSTS_SECONDS = _HSTS_SECONDS
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = _HSTS_PRELOAD
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+
+# --- Content-Security-Policy (django-csp 4): https://django-csp.readthedocs.io/en/latest/configuration.html
+# Pages load only their own scripts and styles (no inline code: static/js, static/css); audio,
+# fetches and WebSockets go to this origin only ('self' covers ws:/wss: on the same host).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        # The hash: the one rule Cytoscape.js (the graph explorer) puts in a <style> of its own,
+        # ".__________cytoscape_container { position: relative; }"; no other inline style.
+        "style-src": ["'self'", "'sha256-pgvDUBa4IjFA2yuSJ2cqcyxmNYJMborsd0ORcRv9vw8='"],
+        "img-src": ["'self'", "data:"],
+        "media-src": ["'self'", "blob:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
 
 # --- Database: https://docs.djangoproject.com/en/5.2/ref/settings/#databases
 # PostgreSQL by default: the bundled server (Debian's, started by `make run` on POSTGRES_PORT with its

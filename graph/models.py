@@ -12,6 +12,9 @@ class GraphChange(models.Model):
     class Kind(models.TextChoices):
         WRITE = "write", "Write"
         DELETE = "delete", "Delete"
+        # A deleted user: every node they own. Its recording_id is minus the owner's id (never a
+        # recording's), so the outbox's "latest change per recording" keeps each user's purge apart.
+        PURGE_OWNER = "purge", "Delete the owner's graph"
 
     # Plain ids, not foreign keys: a deletion must outlive the deleted recording.
     recording_id = models.BigIntegerField()

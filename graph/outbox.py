@@ -38,8 +38,15 @@ def record(kind: str, recording_id: int, owner_id: int) -> None:
     enqueue_on_commit(apply_graph_changes)
 
 
+def record_owner_purge(owner_id: int) -> None:
+    """Note that a deleted user's whole graph must go (applied like any change, later if Neo4j is away)."""
+    record(GraphChange.Kind.PURGE_OWNER, -owner_id, owner_id)
+
+
 def apply(change: GraphChange) -> None:
-    if change.kind == GraphChange.Kind.DELETE:
+    if change.kind == GraphChange.Kind.PURGE_OWNER:
+        writes.delete_owner(str(change.owner_id))
+    elif change.kind == GraphChange.Kind.DELETE:
         writes.delete_recording(change.recording_id, str(change.owner_id))
     else:
         writes.write_recording(change.recording_id)

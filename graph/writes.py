@@ -271,3 +271,9 @@ def delete_user_graph(owner: str) -> None:
     for label in ("Segment", "Recording", "Entity", "Topic", "Speaker"):
         db.cypher_query(DELETE_USER_NODES.format(label=label), {"owner": owner})
     cache.graph_changed(owner)
+
+
+def delete_owner(owner: str) -> None:
+    """A deleted user's whole graph, their User node (with their name) included. Idempotent."""
+    delete_user_graph(owner)
+    db.cypher_query("MATCH (u:User {uid: $uid}) DETACH DELETE u", {"uid": owner})

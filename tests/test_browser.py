@@ -35,14 +35,33 @@ def start_chromium(profile, extra_flags=()):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
     driver.set_page_load_timeout(60)
+    # Every page records the Content-Security-Policy violations it meets (blocked scripts, styles,
+    # connections) where the test can read them afterwards, across navigations.
+    driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": RECORD_CSP_VIOLATIONS})
     return driver
+
+
+RECORD_CSP_VIOLATIONS = """
+document.addEventListener("securitypolicyviolation", (e) => {
+  const seen = JSON.parse(localStorage.getItem("cspViolations") || "[]");
+  seen.push(`${location.pathname}: ${e.violatedDirective} ${e.blockedURI} ${e.sourceFile}:${e.lineNumber}`);
+  localStorage.setItem("cspViolations", JSON.stringify(seen));
+});
+"""
+
+
+def csp_violations(driver) -> list[str]:
+    return driver.execute_script("return JSON.parse(localStorage.getItem('cspViolations') || '[]')")
 
 
 @pytest.fixture
 def browser(tmp_path):
     driver = start_chromium(tmp_path / "profile")
     yield driver
-    driver.quit()
+    try:
+        assert csp_violations(driver) == [], "the pages broke the Content-Security-Policy"
+    finally:
+        driver.quit()
 
 
 def log_in(browser, server, path):
@@ -116,6 +135,7 @@ def test_the_live_page_shows_spoken_words_as_they_are_said(daphne_server, alice,
         saved = WebDriverWait(browser, 60).until(EC.presence_of_element_located((By.ID, "live-saved")))
         saved.click()
         WebDriverWait(browser, 20).until(EC.text_to_be_present_in_element((By.ID, "transcript"), "fox"))
+        assert csp_violations(browser) == []  # the AudioWorklet and the WebSocket included
     finally:
         browser.quit()
 
@@ -173,3 +193,49 @@ def test_search_plays_from_the_moment_and_the_graph_expands(daphne_server, brows
         lambda b: b.execute_script(f"return !graphExplorer.cy.getElementById('recording:{review.id}').empty()")
     )
     assert browser.execute_script("return graphExplorer.cy.nodes().length") > before
+
+
+def test_the_pages_keep_working_under_the_content_security_policy(daphne_server, browser, alice):
+    from django.contrib.auth import get_user_model
+
+    from graph import writes
+    from tests.factories import make_transcribed
+
+    recording = make_transcribed(alice, "kept", ["Stella met John Smith in Boston."])
+    writes.write_recording(recording.id)
+    get_user_model().objects.filter(pk=alice.pk).update(is_staff=True, is_superuser=True)
+    log_in(browser, daphne_server, "/recordings/")
+    WebDriverWait(browser, 20).until(EC.presence_of_element_located((By.ID, "upload-form")))
+
+    # The policy is enforced (an injected inline script is blocked and recorded), then forgotten.
+    browser.execute_script(
+        "document.body.appendChild(Object.assign(document.createElement('script'), {textContent: 'window.inlineRan = true'}))"
+    )
+    WebDriverWait(browser, 10).until(lambda b: csp_violations(b))
+    assert browser.execute_script("return window.inlineRan === undefined")
+    assert "script-src" in csp_violations(browser)[0]
+    browser.execute_script("localStorage.removeItem('cspViolations')")
+    # The one inline style allowed (by its hash): the rule Cytoscape.js injects for the explorer.
+    browser.execute_script(
+        "document.head.appendChild(Object.assign(document.createElement('style'),"
+        " {textContent: '.__________cytoscape_container { position: relative; }'}))"
+    )
+
+    # Deleting asks first (confirm.js, no inline handler); dismissed, nothing is deleted.
+    browser.get(f"{daphne_server}/recordings/{recording.pk}/")
+    browser.find_element(By.CSS_SELECTOR, "form.danger button[type=submit]").click()
+    WebDriverWait(browser, 10).until(EC.alert_is_present())
+    browser.switch_to.alert.dismiss()
+    assert browser.find_element(By.ID, "recording")
+
+    # The other pages, the API docs (Swagger UI from our static files) and the admin among them.
+    for path, ready in [
+        ("/accounts/profile/", (By.ID, "id_expires_in_days")),
+        ("/accounts/delete/", (By.ID, "id_password")),
+        ("/workflows/", (By.TAG_NAME, "main")),
+        ("/api/docs", (By.CSS_SELECTOR, ".swagger-ui .info")),
+        ("/admin/", (By.ID, "content")),
+    ]:
+        browser.get(f"{daphne_server}{path}")
+        WebDriverWait(browser, 30).until(EC.presence_of_element_located(ready))
+    # The fixture then checks that none of these met a violation.

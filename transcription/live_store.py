@@ -229,6 +229,14 @@ def open_sessions(user_id: int) -> int:
     return sum(1 for session_id in ids if client().exists(SessionStore(session_id).meta_key) > 0)
 
 
+def discard_user_sessions(user_id: int) -> int:
+    """Forget a (deleted) user's unsaved sessions: their Redis state and spooled audio."""
+    ids = _members(_user_key(user_id))
+    for session_id in ids:
+        SessionStore(session_id).delete(user_id)
+    return len(ids)
+
+
 def abandoned_sessions(resume_seconds: float) -> list[str]:
     """Sessions that no process serves (their lease ran out) and nobody resumed in time."""
     now, found = time.time(), []

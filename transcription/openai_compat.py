@@ -20,7 +20,8 @@ from django.http import HttpResponse, JsonResponse
 from django.http.multipartparser import MultiPartParserError
 from django.views.decorators.csrf import csrf_exempt
 
-from accounts.tokens import bearer_key, user_for_key
+from accounts.throttling import Throttled, api_user
+from accounts.tokens import TokenExpired
 from actions.recordings import accept_upload
 
 from . import engine, exports, quotas
@@ -152,7 +153,14 @@ def transcription_response(recording: Recording, response_format: str, granulari
 async def transcriptions(request):
     if request.method != "POST":
         return openai_error(405, "Use POST with multipart/form-data.", code="method_not_allowed")
-    user = await sync_to_async(user_for_key)(bearer_key(request))
+    try:
+        user = await sync_to_async(api_user)(request)  # counted against the token's rate limits
+    except TokenExpired as exc:
+        return openai_error(401, str(exc), code="invalid_api_key")
+    except Throttled as exc:
+        response = openai_error(429, exc.message, code="rate_limit_exceeded", kind="requests")
+        response["Retry-After"] = str(exc.retry_after)
+        return response
     if user is None:
         return openai_error(
             401, "Incorrect or missing API key. Create one on your profile page.", code="invalid_api_key"

@@ -13,7 +13,8 @@ from pathlib import Path
 
 def url_for(role: str) -> str | None:
     if role == "web":
-        # 200 only when the database, Redis, Neo4j and the LLM all answer (assistant_site/views.py).
+        # Liveness: the process answers (a constant, no dependency asked). /readyz has each
+        # dependency's state (allowed from this machine): assistant_site/views.py.
         return f"http://127.0.0.1:{os.environ.get('APP_PORT', '8000')}/healthz"
     if role == "llm":
         return f"http://127.0.0.1:{os.environ.get('LLM_PORT', '8081')}/v1/models"
