@@ -29,7 +29,7 @@ from actions import recordings, workflow_runs
 from actions.tasks import transcribe_recording
 from tests import services
 from tests.conftest import ROOT, _wait_for_log
-from transcription import jobs
+from transcription import engine, jobs
 from transcription.models import Recording, Segment
 from transcription.openai_compat import wait_until_finished
 from workflows import runs
@@ -163,18 +163,21 @@ def test_a_soft_time_limit_mid_job_fails_the_job_with_the_reason(celery_worker_p
 # --- Redis lost -------------------------------------------------------------------------------------
 
 
+def upload(owner, path, title: str) -> Recording:
+    """As the upload page does: the file probed, then accepted."""
+    audio = SimpleUploadedFile("speech.wav", Path(path).read_bytes())
+    return recordings.accept_upload(owner, audio, title, None, engine.probe_audio(audio))
+
+
 def test_jobs_queued_when_redis_restarts_or_while_it_is_away_are_all_done(beat, celery_worker_process, alice, speech):
     path, _ = speech
-    uploads = [
-        recordings.accept_upload(alice, SimpleUploadedFile(f"queued{i}.wav", Path(path).read_bytes()), f"queued {i}")
-        for i in range(4)
-    ]
+    uploads = [upload(alice, path, f"queued {i}") for i in range(4)]
     still_queued = Recording.objects.filter(pk__in=[r.pk for r in uploads], status="queued").count()
     late = []
 
     def upload_while_redis_is_away():
         # Redis refuses the message: the upload stands (queued), and the reaper sends it later.
-        late.append(recordings.accept_upload(alice, SimpleUploadedFile("late.wav", Path(path).read_bytes()), "late"))
+        late.append(upload(alice, path, "late"))
 
     services.restart_redis(settings.REDIS_URL, Path(settings.VAR_DIR) / "redis", between=upload_while_redis_is_away)
     assert still_queued >= 2  # the restart lost messages of jobs no worker had taken
