@@ -158,6 +158,19 @@ class Client:
         return status, signed_in
 
 
+_MEMBER: dict[str, Client] = {}
+
+
+def member(base: str) -> Client:
+    """The one signed-in probe user, shared by the probes: sign-ups and sign-ins per address are
+    limited (by nginx and the app), so the probes that burst them run last."""
+    if base not in _MEMBER:
+        client = Client(base)
+        client.signup()
+        _MEMBER[base] = client
+    return _MEMBER[base]
+
+
 def speech(text: str, path: Path) -> bytes:
     subprocess.run(["espeak-ng", "-s", "150", "-w", str(path), text], check=True, capture_output=True)
     return path.read_bytes()
@@ -210,8 +223,7 @@ def probe_admin_burst(base, work):
 
 
 def probe_headers(base, work):
-    client = Client(base)
-    client.signup()
+    client = member(base)
     _, headers, _ = client.request("GET", "/recordings/")
     lower = {k.lower(): v for k, v in headers.items()}
     csp = lower.get("content-security-policy", "")
@@ -254,8 +266,7 @@ def probe_playlist(base, work):
     thread = threading.Thread(target=accept, daemon=True)
     thread.start()
     playlist = f"#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10,\nhttp://127.0.0.1:{port}/secret-admin-page.ts\n#EXT-X-ENDLIST\n".encode()
-    client = Client(base)
-    client.signup()
+    client = member(base)
     answers = []
     started = time.monotonic()
     for path, fields in (("/api/recordings", {}), ("/v1/audio/transcriptions", {"model": "whisper-1"})):
@@ -291,8 +302,7 @@ def _post_with(client: Client, path: str, fields: dict, content: bytes, headers:
 
 
 def probe_content_type(base, work):
-    client = Client(base)
-    client.signup()
+    client = member(base)
     mp3 = work / "probe.mp3"
     wav = work / "probe.wav"
     speech("Hello there.", wav)
@@ -317,8 +327,7 @@ def probe_content_type(base, work):
 
 
 def probe_cursor(base, work):
-    client = Client(base)
-    client.signup()
+    client = member(base)
     results = []
     # The shapes a cursor had (base64 of [score, uid, seen]) with values no page ever gave out.
     forged = [[1.0, "x", 10**30], [1e308, "x" * 10_000, -5], "not-a-cursor"]
@@ -351,8 +360,7 @@ def probe_alias_bomb(base, work):
         ).encode()
         + b"\n"
     )
-    client = Client(base)
-    client.signup()
+    client = member(base)
     with PeakRise(web_pids()) as peak:
         started = time.monotonic()
         status, _, body = client.post_form(
@@ -366,8 +374,7 @@ def probe_flood(base, work, seconds: float = 8.0):
     """One user sends 64 KiB binary frames as fast as the socket takes them."""
     from websockets.sync.client import connect
 
-    client = Client(base)
-    client.signup()
+    client = member(base)
     parsed = urlparse(base)
     url = f"ws://{parsed.netloc}/ws/live/"
     headers = {"Cookie": f"sessionid={client.cookie('sessionid')}", "Origin": base}
@@ -401,10 +408,9 @@ def probe_flood(base, work, seconds: float = 8.0):
     }
 
 
-def probe_stranded(base, work, wait: float = 180.0):
+def probe_stranded(base, work, wait: float = 300.0):
     """Kill the worker's child mid-transcription; how long until the recording is done (or failed)?"""
-    client = Client(base)
-    client.signup()
+    client = member(base)
     text = " ".join(["The quick brown fox jumps over the lazy dog while the band plays on."] * 40)
     audio = speech(text, work / "long.wav")
     status, headers, _ = client.post_form("/recordings/upload", {"title": "long"}, {"audio": ("long.wav", audio)})
@@ -414,13 +420,15 @@ def probe_stranded(base, work, wait: float = 180.0):
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and recording_state(client, pk).get("status") != "processing":
         time.sleep(0.2)
+    # The pool child running the job is the busy one (the worker's other children, beat included, idle).
     parents = set(worker_pids())
     children = [pid for pid in parents if _ppid(pid) in parents]
     if not children:
         return {"outcome": "no worker child found"}
+    before = {pid: _cpu_ticks(pid) for pid in children}
     time.sleep(1.0)
-    for pid in children:
-        os.kill(pid, signal.SIGKILL)
+    busiest = max(children, key=lambda pid: _cpu_ticks(pid) - before[pid])
+    os.kill(busiest, signal.SIGKILL)
     killed = time.monotonic()
     state = {}
     while time.monotonic() - killed < wait:
@@ -435,6 +443,14 @@ def probe_stranded(base, work, wait: float = 180.0):
     }
 
 
+def _cpu_ticks(pid: int) -> int:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])  # utime + stime
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
 def _ppid(pid: int) -> int:
     try:
         return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
@@ -443,9 +459,6 @@ def _ppid(pid: int) -> int:
 
 
 PROBES = {
-    "weak-password": probe_weak_password,
-    "login-burst": probe_login_burst,
-    "admin-burst": probe_admin_burst,
     "headers": probe_headers,
     "healthz": probe_healthz,
     "playlist": probe_playlist,
@@ -454,6 +467,10 @@ PROBES = {
     "alias-bomb": probe_alias_bomb,
     "flood": probe_flood,
     "stranded": probe_stranded,
+    # Last: these use up the address's sign-up and sign-in allowance.
+    "weak-password": probe_weak_password,
+    "login-burst": probe_login_burst,
+    "admin-burst": probe_admin_burst,
 }
 
 
