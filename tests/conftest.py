@@ -86,6 +86,31 @@ def services_when_marked(request):
     neomodel.db.cypher_query("MATCH (n) DETACH DELETE n")
 
 
+@pytest.fixture(autouse=True)
+def graph_outbox_settled_before_flush(request):
+    """A transactional test ends by flushing the database (one TRUNCATE of every table). The worker
+    applies a graph change inside a transaction that reads several tables while it writes to Neo4j;
+    a TRUNCATE meanwhile can deadlock with it. So the flush waits (up to a deadline) until no change
+    is due: the worker has applied what the test left, and its transaction has ended."""
+    marker = request.node.get_closest_marker("django_db")
+    transactional = "transactional_db" in request.fixturenames or (
+        marker is not None and bool(marker.kwargs.get("transaction") or (marker.args and marker.args[0]))
+    )
+    if not transactional:
+        yield
+        return
+    request.getfixturevalue("_django_db_helper")  # set up before this, so flushed after it
+    yield
+    from django.utils import timezone
+
+    from graph.models import GraphChange
+
+    deadline = time.monotonic() + 20
+    due = GraphChange.objects.filter(failed_at__isnull=True, next_attempt_at__lte=timezone.now())
+    while time.monotonic() < deadline and due.exists():
+        time.sleep(0.2)
+
+
 @pytest.fixture
 def alice(db):
     return make_user("alice")
