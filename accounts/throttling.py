@@ -15,11 +15,11 @@ import hashlib
 import logging
 from dataclasses import dataclass
 
+import redis
 from django.conf import settings
 from django.contrib.auth.signals import user_logged_in, user_login_failed
 from django.dispatch import receiver
 from django.http import HttpResponse
-from django_redis import get_redis_connection  # type: ignore[import-untyped]  # no py.typed marker in django-redis
 
 from . import tokens
 
@@ -45,8 +45,16 @@ def _key(limit: Limit, ident: str) -> str:
     return f"wa:throttle:{limit.scope}:{digest}"
 
 
-def _redis():
-    return get_redis_connection("default")
+_client: redis.Redis | None = None
+
+
+def _redis() -> redis.Redis:
+    """The broker's Redis (REDIS_URL), which never evicts: in the cache's Redis (LRU) a counter could
+    be evicted under memory pressure, and the limit with it."""
+    global _client
+    if _client is None:
+        _client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+    return _client
 
 
 def hit(limit: Limit, ident: str) -> int | None:

@@ -8,6 +8,8 @@ import secrets
 from pathlib import Path
 
 import dj_database_url
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 
 from .env import (
     ImproperEnvironment,
@@ -241,7 +243,14 @@ CHANNEL_LAYERS = {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         # redis-py 8 times a read out after 5 s by default, exactly channels_redis's blocking-pop
         # wait: an idle consumer would then crash. Reads may wait longer than the pop.
-        "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 10}], "prefix": "wa-channels"},
+        # A pooled connection that a Redis restart broke is reconnected and the command tried again
+        # (redis-py retries nothing by default), instead of failing a WebSocket handshake with a 500.
+        "CONFIG": {
+            "hosts": [
+                {"address": REDIS_URL, "socket_timeout": 10, "retry": Retry(ExponentialBackoff(cap=1.0, base=0.05), 3)}
+            ],
+            "prefix": "wa-channels",
+        },
     }
 }
 
