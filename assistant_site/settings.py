@@ -11,6 +11,7 @@ import dj_database_url
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
+from . import profiling
 from .env import (
     ImproperEnvironment,
     env_bool,
@@ -60,6 +61,8 @@ INSTALLED_APPS = [
     "transcription",
     "workflows",
     "graph",
+    # Always installed, so its tables and migrations never depend on SILK_ENABLED (Profiling, below).
+    "assistant_site.profiling.SilkConfig",
 ]
 
 # Every middleware here is async-capable, so under Daphne requests stay on the event loop.
@@ -488,3 +491,32 @@ LOGGING = {
         "level": env_choice("LOG_LEVEL", "INFO", {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}),
     },
 }
+
+# --- Profiling: Silk (https://silk.readthedocs.io/), sampled request profiles at /silk/ for staff
+# (assistant_site/profiling.py). Off: no Silk middleware, /silk/ is a 404. Its middleware is
+# sync-only (a thread hop per request it wraps, under Daphne), so turn it on while you look.
+# py-spy flame graphs and memray: `make flamegraph`, `make memray-job` (docs/observability.md).
+SILK_ENABLED = env_bool("SILK_ENABLED", False)
+SILK_SAMPLE_PERCENT = env_float("SILK_SAMPLE_PERCENT", 10.0, minimum=0)
+if SILK_SAMPLE_PERCENT > 100:
+    raise ImproperEnvironment(f"SILK_SAMPLE_PERCENT must be at most 100, got {SILK_SAMPLE_PERCENT}")
+if SILK_ENABLED:
+    # Below ServeStatic (static files are not profiled), above the rest (their time is counted).
+    MIDDLEWARE.insert(
+        MIDDLEWARE.index("servestatic.middleware.ServeStaticMiddleware") + 1, "silk.middleware.SilkyMiddleware"
+    )
+    SILKY_INTERCEPT_FUNC = profiling.record_request
+    SILKY_INTERCEPT_PERCENT = SILK_SAMPLE_PERCENT  # what SILKY_INTERCEPT_FUNC applies
+    # Staff only. Not SILKY_AUTHENTICATION (a sign-in redirect): Silk refuses it unless Django's own
+    # session middleware is listed by its dotted path, and ours are subclasses. An anonymous visitor
+    # is refused (403) by the same staff check.
+    SILKY_AUTHORISATION = True
+    SILKY_PERMISSIONS = profiling.may_view_silk
+    # No bodies kept: a request's may hold a password or a transcript, a response's a transcript.
+    SILKY_MAX_REQUEST_BODY_SIZE = 0
+    SILKY_MAX_RESPONSE_BODY_SIZE = 0
+    SILKY_HIDE_COOKIES = True
+    SILKY_META = False
+    # Python-level profiles are py-spy's job (it sees the event loop too; Silk's cProfile only its thread).
+    SILKY_PYTHON_PROFILER = False
+    SILKY_MAX_RECORDED_REQUESTS = 10_000

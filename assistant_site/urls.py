@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
@@ -27,3 +28,6 @@ urlpatterns = [
     path("v1/audio/transcriptions", openai_compat.transcriptions, name="openai-transcriptions"),
     path("admin/", admin.site.urls),
 ]
+
+if settings.SILK_ENABLED:  # off: not mounted, /silk/ is a 404 (assistant_site/profiling.py)
+    urlpatterns.append(path("silk/", include("silk.urls", namespace="silk")))
