@@ -1,5 +1,6 @@
 # Whisper Assistant: `make run` starts the app with all its parts; `make test` runs the tests.
 # Both install what they need first (Debian packages, a Python venv, the Neo4j launcher).
+# Profiles: `make flamegraph PROCESS=worker SECONDS=30`, `make memray-job RECORDING=<id>`.
 # Guardrails: `make test-fast` (the tests that need no service), `make lint`, `make typecheck`;
 # .ci/run runs lint, typecheck, the migrations check and `make test`.
 SHELL := /bin/bash
@@ -23,7 +24,7 @@ APT_COMMANDS := redis-server /usr/lib/postgresql/*/bin/pg_ctl /usr/sbin/nginx op
 # Files of packages that install no command (nginx's brotli modules).
 APT_FILES := /usr/lib/nginx/modules/ngx_http_brotli_filter_module.so /usr/lib/nginx/modules/ngx_http_brotli_static_module.so
 
-.PHONY: run test test-fast lint typecheck migrations-check deploy-check install system-packages clean-var
+.PHONY: run test test-fast lint typecheck migrations-check deploy-check install system-packages clean-var flamegraph memray-job
 
 # PostgreSQL is started first, so that the migrations run once, before any web process; the Procfile's
 # `postgres` process then adopts it and stops it with the rest. `honcho run`: with the .env settings.
@@ -64,6 +65,20 @@ deploy-check: $(VENV_STAMP)
 migrations-check: $(VENV_STAMP)
 	DJANGO_SETTINGS_MODULE=assistant_site.settings_test DATABASE_URL=sqlite://:memory: \
 	  $(VENV)/bin/python manage.py makemigrations --check --dry-run
+
+# Profiles (docs/observability.md), written under var/profiles/ with a timestamped name.
+# A py-spy flame graph (SVG + speedscope JSON) of a running `make run` process and its children:
+# PROCESS = a Procfile name (web, worker, ai, llm), for SECONDS. py-spy needs root or ptrace permission.
+PROCESS ?= web
+SECONDS ?= 30
+flamegraph: $(VENV_STAMP)
+	$(VENV)/bin/python benchmarks/profiling.py flamegraph --process $(PROCESS) --seconds $(SECONDS)
+
+# memray of one transcription job (decode + inference of RECORDING's audio, in this process; nothing is
+# written to the database), with the app's settings (.env): a capture and its flame graph (HTML).
+memray-job: $(VENV_STAMP)
+	@test -n "$(RECORDING)" || { echo "usage: make memray-job RECORDING=<recording id>"; exit 2; }
+	$(VENV)/bin/honcho run $(VENV)/bin/python benchmarks/profiling.py memray-job --recording $(RECORDING)
 
 install: system-packages $(VENV_STAMP) $(NEO4J_LAUNCHER) $(JS_BUNDLE)
 
