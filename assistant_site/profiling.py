@@ -52,5 +52,5 @@ class SilkConfig(SilkAppConfig):
 
         # Silk renders each query as `query % values` through its module's force_str: "%s" for every
         # value leaves the query as Django wrote it. It runs the query itself with its real values.
-        sql.force_str = lambda value: "%s"  # type: ignore[assignment]
-        sql._explain_query = lambda connection, query, params: None  # type: ignore[assignment]
+        sql.force_str = lambda value: "%s"
+        sql._explain_query = lambda connection, query, params: None
