@@ -3,6 +3,7 @@ to another process and carries on with no audio lost, and a session nobody resum
 worker's sweep. Real Daphne processes, killed with SIGKILL mid-session."""
 
 import asyncio
+import itertools
 import signal
 import socket
 import subprocess
@@ -82,10 +83,12 @@ def _status_kb(pid: int, field: str) -> int:
 @pytest.fixture
 def web_processes(real_services, tmp_path):
     started: list[WebProcess] = []
+    numbers = itertools.count()  # a log of its own for each, when two start at once
 
     def start(**env: str) -> WebProcess:
-        started.append(WebProcess(tmp_path / f"daphne-{len(started)}.log", env))
-        return started[-1]
+        web = WebProcess(tmp_path / f"daphne-{next(numbers)}.log", env)
+        started.append(web)
+        return web
 
     yield start
     for web in started:
@@ -122,6 +125,8 @@ async def test_a_session_survives_the_death_of_its_web_process(alice, speech, we
     cookie = await database_sync_to_async(session_cookie)(alice)
 
     first = await asyncio.to_thread(web_processes)
+    # The process the page reconnects to starts meanwhile (behind a balancer it would be running).
+    starting = asyncio.create_task(asyncio.to_thread(web_processes))
     ws = await open_live(first, cookie)
     await ws.send(orjson.dumps({"type": "start", "language": "en"}).decode())
     session_id = (await next_of(ws, "ready"))["session"]
@@ -129,7 +134,7 @@ async def test_a_session_survives_the_death_of_its_web_process(alice, speech, we
     first.kill()  # mid-session, mid-word, with nothing saved
     await ws.close()
 
-    second = await asyncio.to_thread(web_processes)
+    second = await starting
     ws = await open_live(second, cookie)
     await ws.send(orjson.dumps({"type": "start", "resume": session_id}).decode())
     ready = await next_of(ws, "ready", timeout=30)
@@ -190,7 +195,7 @@ async def test_a_session_moves_to_another_process_while_the_first_still_runs(ali
     pcm = b"".join(pcm16_frames(path))
     half = len(pcm) // 2 // 2 * 2
     cookie = await database_sync_to_async(session_cookie)(alice)
-    first, second = await asyncio.to_thread(web_processes), await asyncio.to_thread(web_processes)
+    first, second = await asyncio.gather(asyncio.to_thread(web_processes), asyncio.to_thread(web_processes))
 
     ws = await open_live(first, cookie)
     await ws.send(orjson.dumps({"type": "start", "language": "en"}).decode())
