@@ -28,6 +28,8 @@ from tests.factories import make_user, speech_wav
 ROOT = Path(__file__).resolve().parent.parent
 # Fixtures that are services themselves: a test that uses one is a `services` test.
 SERVICE_FIXTURES = {"real_services", "celery_worker_process", "daphne_server", "llm_server"}
+# The Celery worker while it runs (celery_worker_process): the only process that applies graph changes.
+WORKERS: list[subprocess.Popen] = []
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
@@ -91,12 +93,13 @@ def graph_outbox_settled_before_flush(request):
     """A transactional test ends by flushing the database (one TRUNCATE of every table). The worker
     applies a graph change inside a transaction that reads several tables while it writes to Neo4j;
     a TRUNCATE meanwhile can deadlock with it. So the flush waits (up to a deadline) until no change
-    is due: the worker has applied what the test left, and its transaction has ended."""
+    is due: the worker has applied what the test left, and its transaction has ended. With no worker
+    running (yet) nothing can deadlock, and nothing would apply them: no wait (it was 20 s a test)."""
     marker = request.node.get_closest_marker("django_db")
     transactional = "transactional_db" in request.fixturenames or (
         marker is not None and bool(marker.kwargs.get("transaction") or (marker.args and marker.args[0]))
     )
-    if not transactional:
+    if not transactional or not WORKERS:
         yield
         return
     request.getfixturevalue("_django_db_helper")  # set up before this, so flushed after it
@@ -170,8 +173,10 @@ def celery_worker_process(real_services, django_db_setup, django_db_blocker, tmp
         stderr=subprocess.STDOUT,
     )
     _wait_for_log(process, log, "ready.", 120)
+    WORKERS.append(process)
     yield process, log
     services.stop(process)
+    WORKERS.remove(process)
 
 
 @pytest.fixture(scope="session")
