@@ -196,7 +196,8 @@ def command(stack: Stack, name: str) -> tuple[list[str], dict[str, str]]:
             "--cluster.listen-address=",
         ], {}
     if name == "node-exporter":
-        return [program(name), f"{listen}={HOST}:{p.node_exporter}"], {}
+        # No systemd here (the processes are honcho's): its collector would log an error each scrape.
+        return [program(name), f"{listen}={HOST}:{p.node_exporter}", "--no-collector.systemd"], {}
     if name == "redis-exporter":
         # Scraped through /scrape?target= for each Redis (prometheus.yml); its own address is the broker.
         broker = _redis_target(stack.redis_urls["broker"])
@@ -207,11 +208,14 @@ def command(stack: Stack, name: str) -> tuple[list[str], dict[str, str]]:
             raise ObservabilitySetupError("DATABASE_URL is not PostgreSQL: no postgres exporter")
         return [program(name), f"{listen}={HOST}:{p.postgres_exporter}"], {"DATA_SOURCE_NAME": dsn}
     if name == "nginx-exporter":
-        # This exporter's flags take one dash.
+        # This exporter's flags take one dash. It exits when nginx does not answer at its start
+        # (and honcho would then stop everything): nginx starts alongside, so it is given 5 minutes.
         return [
             program(name),
             f"-web.listen-address={HOST}:{p.nginx_exporter}",
             f"-nginx.scrape-uri=http://{HOST}:{p.nginx_status}/stub_status",
+            "-nginx.retries=60",
+            "-nginx.retry-interval=5s",
         ], {}
     raise ObservabilitySetupError(f"unknown process {name!r}: one of {', '.join(PROGRAMS)}")
 
