@@ -10,6 +10,8 @@ import argparse
 import os
 import signal
 import sys
+from collections.abc import Mapping
+from typing import Any
 
 from assistant_site.env import env_int
 
@@ -44,7 +46,7 @@ def stack_from_settings() -> Stack:
     )
 
 
-def _database_url(db: dict) -> str:
+def _database_url(db: Mapping[str, Any]) -> str:
     """The app's database as a URL for the postgres exporter ("sqlite://" when it is not PostgreSQL)."""
     if "postgresql" not in db["ENGINE"]:
         return "sqlite://"

@@ -1,13 +1,13 @@
 """Offline checks of deploy/observability (deploy/check.py runs them: `make deploy-check`).
 
-  - the generated dashboards (consoles, Grafana JSON and provisioning) match dashboards.py;
-  - the rendered prometheus.yml passes `promtool check config` (which also checks the rule files);
-  - the rules pass `promtool check rules`, and their unit tests `promtool test rules`;
-  - every dashboard expression parses (promtool checks them as recording rules);
-  - the Grafana dashboards' structure: unique uids and panel ids, the datasource variable every
-    panel uses, gridPos inside the 24 columns and not overlapping, one refId per target;
-  - every assistant_* metric the rules and dashboards name is one the app defines (common/metrics.py);
-  - the rendered alertmanager.yml passes `amtool check-config`.
+- the generated dashboards (consoles, Grafana JSON and provisioning) match dashboards.py;
+- the rendered prometheus.yml passes `promtool check config` (which also checks the rule files);
+- the rules pass `promtool check rules`, and their unit tests `promtool test rules`;
+- every dashboard expression parses (promtool checks them as recording rules);
+- the Grafana dashboards' structure: unique uids and panel ids, the datasource variable every
+  panel uses, gridPos inside the 24 columns and not overlapping, one refId per target;
+- every assistant_* metric the rules and dashboards name is one the app defines (common/metrics.py);
+- the rendered alertmanager.yml passes `amtool check-config`.
 """
 
 from __future__ import annotations
@@ -69,7 +69,10 @@ def check_prometheus(promtool: str) -> Iterator[str]:
         exprs = dashboards.expressions()
         as_rules = {
             "groups": [
-                {"name": "dashboards", "rules": [{"record": f"dashboard:expr_{i}", "expr": e} for i, (_, _, e) in enumerate(exprs)]}
+                {
+                    "name": "dashboards",
+                    "rules": [{"record": f"dashboard:expr_{i}", "expr": e} for i, (_, _, e) in enumerate(exprs)],
+                }
             ]
         }
         path = Path(tmp) / "dashboards.yml"

@@ -70,7 +70,9 @@ def quantiles(title: str, histogram: str, unit: str, window: str = "5m", by: str
     return Panel(
         title,
         tuple(
-            Query(f"histogram_quantile({q}, sum by ({labels}) (rate({histogram}_bucket[{window}])))", f"{legend}p{name}")
+            Query(
+                f"histogram_quantile({q}, sum by ({labels}) (rate({histogram}_bucket[{window}])))", f"{legend}p{name}"
+            )
             for q, name in (("0.5", "50"), ("0.95", "95"))
         ),
         unit,
@@ -144,7 +146,12 @@ DASHBOARDS: tuple[Dashboard, ...] = (
                 "s",
                 "{{model}}",
             ),
-            panel("Jobs requeued (1 h)", "sum by (kind) (increase(assistant_jobs_requeued_total[1h]))", "short", "{{kind}}"),
+            panel(
+                "Jobs requeued (1 h)",
+                "sum by (kind) (increase(assistant_jobs_requeued_total[1h]))",
+                "short",
+                "{{kind}}",
+            ),
             panel(
                 "Upload size (p95)",
                 "histogram_quantile(0.95, sum by (endpoint, le) (rate(assistant_upload_size_bytes_bucket[1h])))",
@@ -164,9 +171,7 @@ DASHBOARDS: tuple[Dashboard, ...] = (
             panel("Lag (p95)", "assistant:live_lag_seconds:p95_5m", "s", "lag"),
             panel("Skipped audio ratio", "assistant:live_skipped_audio:ratio_rate5m", "ratio", "skipped"),
             quantiles("Inference step", "assistant_live_inference_seconds", "s"),
-            panel(
-                "Live WebSockets", 'sum(assistant_websocket_connections{kind="live"})', "short", "connections"
-            ),
+            panel("Live WebSockets", 'sum(assistant_websocket_connections{kind="live"})', "short", "connections"),
         ),
     ),
     Dashboard(
@@ -174,9 +179,13 @@ DASHBOARDS: tuple[Dashboard, ...] = (
         "AI workflows",
         "Workflow runs, LLM latency and throughput, the AI cache.",
         (
-            panel("Runs by outcome", "sum by (outcome) (rate(assistant_workflow_runs_total[5m]))", "ops", "{{outcome}}"),
+            panel(
+                "Runs by outcome", "sum by (outcome) (rate(assistant_workflow_runs_total[5m]))", "ops", "{{outcome}}"
+            ),
             quantiles("Run time", "assistant_workflow_run_seconds", "s"),
-            panel("LLM time to first token (p95)", "assistant:llm_time_to_first_token_seconds:p95_5m", "s", "{{model}}"),
+            panel(
+                "LLM time to first token (p95)", "assistant:llm_time_to_first_token_seconds:p95_5m", "s", "{{model}}"
+            ),
             panel(
                 "LLM tokens per second (median)",
                 "histogram_quantile(0.5, sum by (model, le) (rate(assistant_llm_tokens_per_second_bucket[5m])))",
@@ -184,9 +193,16 @@ DASHBOARDS: tuple[Dashboard, ...] = (
                 "{{model}}",
             ),
             panel("LLM tokens", "sum by (kind) (rate(assistant_llm_tokens_total[5m]))", "ops", "{{kind}}"),
-            panel("LLM requests by outcome", "sum by (outcome) (rate(assistant_llm_requests_total[5m]))", "ops", "{{outcome}}"),
+            panel(
+                "LLM requests by outcome",
+                "sum by (outcome) (rate(assistant_llm_requests_total[5m]))",
+                "ops",
+                "{{outcome}}",
+            ),
             panel("AI cache hit ratio (30 min)", "assistant:ai_cache:hit_ratio_rate30m", "ratio", "{{node}}"),
-            panel("Workflow queue wait (p95)", 'assistant:job_wait_seconds:p95_5m{queue="workflows"}', "s", "workflows"),
+            panel(
+                "Workflow queue wait (p95)", 'assistant:job_wait_seconds:p95_5m{queue="workflows"}', "s", "workflows"
+            ),
         ),
     ),
     Dashboard(
@@ -195,7 +211,12 @@ DASHBOARDS: tuple[Dashboard, ...] = (
         "Neo4j queries by name and the outbox that feeds the graph.",
         (
             panel("Query time (p95)", "assistant:neo4j_query_seconds:p95_5m", "s", "{{query}}"),
-            panel("Queries per second", "sum by (query) (rate(assistant_neo4j_query_seconds_count[5m]))", "ops", "{{query}}"),
+            panel(
+                "Queries per second",
+                "sum by (query) (rate(assistant_neo4j_query_seconds_count[5m]))",
+                "ops",
+                "{{query}}",
+            ),
             panel("Query errors", "sum by (query) (rate(assistant_neo4j_query_errors_total[5m]))", "ops", "{{query}}"),
             panel("Outbox backlog", "max(assistant_graph_outbox_backlog)", "short", "changes"),
             panel("Oldest change waiting", "max(assistant_graph_outbox_oldest_seconds)", "s", "oldest"),
@@ -229,9 +250,9 @@ def console_page(dashboard: Dashboard) -> str:
             '{{ template "prom_right_table_head" }}',
             '<tr><th colspan="2">Targets</th></tr>',
             '{{ range query "up" | sortByLabel "job" }}',
-            '<tr><td>{{ .Labels.job }} {{ .Labels.instance }}</td>'
+            "<tr><td>{{ .Labels.job }} {{ .Labels.instance }}</td>"
             "<td>{{ if eq .Value 1.0 }}up{{ else }}<strong>down</strong>{{ end }}</td></tr>",
-            "{{ else }}<tr><td colspan=\"2\">no targets yet</td></tr>{{ end }}",
+            '{{ else }}<tr><td colspan="2">no targets yet</td></tr>{{ end }}',
             '{{ template "prom_right_table_tail" }}',
             "",
         ]
@@ -265,9 +286,7 @@ def console_page(dashboard: Dashboard) -> str:
 
 
 def console_library() -> str:
-    items = "\n".join(
-        f'{{{{ template "_menuItem" (args . "{d.slug}.html" "{d.title}") }}}}' for d in DASHBOARDS
-    )
+    items = "\n".join(f'{{{{ template "_menuItem" (args . "{d.slug}.html" "{d.title}") }}}}' for d in DASHBOARDS)
     return f"""{{{{/* Generated by deploy/observability/dashboards.py. Replaces the example menu.lib. */}}}}
 {{{{ define "navbar" }}}}
 <nav class="navbar fixed-top navbar-expand-sm navbar-dark bg-dark">
