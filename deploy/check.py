@@ -8,7 +8,9 @@ Needs no network, cluster or container engine, and takes seconds:
     (Service and HPA targets, Ingress backends, ConfigMaps, Secrets, volume claims, selectors);
   - kustomization.yaml lists every manifest; `kubectl kustomize` renders it, when kubectl is here;
   - compose.yaml: dependencies and volumes exist; `podman-compose config` when podman is here;
-  - every role the manifests and compose.yaml start is one entrypoint.sh knows.
+  - every role the manifests and compose.yaml start is one entrypoint.sh knows;
+  - Prometheus, its rules (and their unit tests), Alertmanager and the dashboards
+    (deploy/observability/checks.py).
 Exit status 1 and one line per problem when anything is wrong.
 """
 
@@ -284,6 +286,14 @@ def check_redis(resources: list[tuple[Path, dict[str, Any]]]) -> Iterator[str]:
             yield from redis_problems("compose.yaml", services[name].get("command", []), name)
 
 
+def check_observability() -> Iterator[str]:
+    # Run as a script (make deploy-check), so the repository is not on the path yet.
+    sys.path.insert(0, str(ROOT))
+    from deploy.observability.checks import problems
+
+    yield from problems(SKIPPED)
+
+
 def main() -> int:
     resources = list(manifests())
     problems = [
@@ -293,13 +303,14 @@ def main() -> int:
         *check_kustomization(),
         *check_compose(),
         *check_redis(resources),
+        *check_observability(),
     ]
     for problem in problems:
         print(problem)
     kinds = sorted({doc["kind"] for _, doc in resources})
     print(
         f"deploy check: {len(resources)} Kubernetes objects ({', '.join(kinds)}) against "
-        f"{' and '.join(KUBERNETES_VERSIONS)}, Dockerfile, compose.yaml: "
+        f"{' and '.join(KUBERNETES_VERSIONS)}, Dockerfile, compose.yaml, Prometheus, alerts, dashboards: "
         + (f"{len(problems)} problem(s)" if problems else "OK")
         + (f"; skipped: {', '.join(SKIPPED)}" if SKIPPED else "")
     )

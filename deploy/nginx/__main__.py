@@ -8,6 +8,8 @@ import argparse
 import os
 import sys
 
+from assistant_site.env import env_int
+
 from .config import NginxSetupError, Site, check, command, write
 
 
@@ -31,6 +33,8 @@ def site_from_settings() -> Site:
         transcription_time_limit=settings.OPENAI_WAIT_SECONDS,
         login_rate_per_minute=settings.NGINX_LOGIN_RATE,
         api_rate_per_second=settings.NGINX_API_RATE,
+        # Read by deploy/observability too (the nginx exporter's scrape address).
+        status_port=env_int("NGINX_STATUS_PORT", 8088, minimum=1),
     )
 
 

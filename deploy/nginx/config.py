@@ -56,6 +56,8 @@ class Site:
     worker_processes: str = "auto"
     error_log: str = "stderr"
     websocket_timeout: str = "8h"
+    # stub_status for the Prometheus nginx exporter, on its own loopback-only server; None: no such server.
+    status_port: int | None = None
 
     @property
     def conf(self) -> Path:
@@ -125,6 +127,24 @@ def _modules() -> str:
     return "\n".join(f"load_module {MODULES_DIR / name};" for name in MODULES)
 
 
+def _status_server(port: int | None) -> str:
+    if port is None:
+        return ""
+    return (
+        "    # Connection counts for the Prometheus nginx exporter (deploy/observability): loopback only.\n"
+        "    server {\n"
+        f"        listen 127.0.0.1:{port};\n"
+        "        access_log off;\n"
+        "        location = /stub_status {\n"
+        "            stub_status;\n"
+        "        }\n"
+        "        location / {\n"
+        "            return 404;\n"
+        "        }\n"
+        "    }"
+    )
+
+
 def values(site: Site) -> dict[str, str]:
     if not site.upstreams:
         raise NginxSetupError("at least one upstream (app process) is needed")
@@ -167,6 +187,7 @@ def values(site: Site) -> dict[str, str]:
         # The app gives up on a job after TRANSCRIPTION_TIME_LIMIT; wait a little longer than it.
         "transcription_timeout": f"{site.transcription_time_limit + 60}s",
         "websocket_timeout": site.websocket_timeout,
+        "status_server": _status_server(site.status_port),
     }
 
 
