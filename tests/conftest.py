@@ -145,7 +145,7 @@ def _wait_for_log(process, log: Path, needle: str, timeout: float):
 def celery_worker_process(real_services, django_db_setup, django_db_blocker, tmp_path_factory):
     """A real Celery worker process on the test database and the test Redis."""
     log = tmp_path_factory.mktemp("worker") / "worker.log"
-    env = services.test_process_env(settings.DATABASES["default"])
+    env = services.test_process_env(settings.DATABASES["default"]) | services.TRACED
     process = subprocess.Popen(
         [
             sys.executable,
@@ -189,7 +189,7 @@ def daphne_server(django_db_setup, celery_worker_process, tmp_path_factory):
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     log = tmp_path_factory.mktemp("daphne") / "daphne.log"
-    env = services.test_process_env(settings.DATABASES["default"])
+    env = services.test_process_env(settings.DATABASES["default"]) | services.TRACED
     process = subprocess.Popen(
         [
             sys.executable,
