@@ -27,7 +27,7 @@ from tests.factories import make_user, speech_wav
 
 ROOT = Path(__file__).resolve().parent.parent
 # Fixtures that are services themselves: a test that uses one is a `services` test.
-SERVICE_FIXTURES = {"real_services", "celery_worker_process", "daphne_server", "llm_server"}
+SERVICE_FIXTURES = {"real_services", "celery_worker_process", "daphne_server", "llm_server", "zipkin"}
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
@@ -209,4 +209,13 @@ def daphne_server(django_db_setup, celery_worker_process, tmp_path_factory):
     )
     services.wait_until_listening("127.0.0.1", port, process, 60, log)
     yield f"http://127.0.0.1:{port}"
+    services.stop(process)
+
+
+@pytest.fixture(scope="session")
+def zipkin(tmp_path_factory):
+    """The real Zipkin (about 20 s to start) on the tests' port (settings_test's ZIPKIN_PORT), where the
+    test worker and Daphne send their spans; reused if one listens there already."""
+    process = services.start_zipkin(settings.ZIPKIN_PORT, tmp_path_factory.mktemp("zipkin") / "zipkin.log")
+    yield f"http://127.0.0.1:{settings.ZIPKIN_PORT}"
     services.stop(process)

@@ -204,6 +204,23 @@ def start_zipkin(port: int, log: Path) -> subprocess.Popen | None:
     return process
 
 
+def spans_of(zipkin: str, trace_id: str, wanted: set[str], timeout: float = 60) -> list[dict]:
+    """A trace's spans from Zipkin's API once every `wanted` name is there (processes send in
+    batches), or whatever it has at the deadline. Zipkin keeps span names in lower case."""
+    import requests
+
+    deadline = time.monotonic() + timeout
+    spans: list[dict] = []
+    while time.monotonic() < deadline:
+        answer = requests.get(f"{zipkin}/api/v2/trace/{trace_id}", timeout=10)
+        if answer.status_code == 200:
+            spans = answer.json()
+            if wanted <= {span["name"] for span in spans}:
+                return spans
+        time.sleep(0.5)
+    return spans
+
+
 def zipkin_arguments(port: int) -> list[str]:
     # Armeria's own flags: Zipkin's QUERY_PORT cannot bind it to loopback only.
     return [

@@ -11,33 +11,10 @@ from django.conf import settings
 
 from accounts.models import ApiToken
 from graph.models import GraphChange
-from tests import services
+from tests.services import spans_of
 from transcription.models import Recording
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(scope="session")
-def zipkin(tmp_path_factory):
-    """The real Zipkin on the tests' port (settings_test's ZIPKIN_PORT), where the test worker and
-    Daphne send their spans; reused if one listens there already."""
-    process = services.start_zipkin(settings.ZIPKIN_PORT, tmp_path_factory.mktemp("zipkin") / "zipkin.log")
-    yield f"http://127.0.0.1:{settings.ZIPKIN_PORT}"
-    services.stop(process)
-
-
-def spans_of(zipkin: str, trace_id: str, wanted: set[str], timeout: float = 60) -> list[dict]:
-    """The trace's spans once every `wanted` name is there (the processes send in batches)."""
-    deadline = time.monotonic() + timeout
-    spans: list[dict] = []
-    while time.monotonic() < deadline:
-        answer = requests.get(f"{zipkin}/api/v2/trace/{trace_id}", timeout=10)
-        if answer.status_code == 200:
-            spans = answer.json()
-            if wanted <= {span["name"] for span in spans}:
-                return spans
-        time.sleep(0.5)
-    return spans
 
 
 def test_an_upload_is_one_trace_from_the_request_through_the_worker_to_the_graph(
