@@ -21,10 +21,12 @@ no user data: no transcript text, emails, titles or file names, only sizes, coun
 import logging
 import threading
 from collections.abc import Sequence
+from typing import cast
 
 from django.conf import settings
 from opentelemetry import trace
 from opentelemetry.context import Context
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import Link, SpanKind
 from opentelemetry.util.types import Attributes
 
@@ -50,7 +52,7 @@ def _exporter():
     return ZipkinExporter(endpoint=settings.TRACING_ENDPOINT, timeout=5)
 
 
-class _Quiet:
+class _Quiet(SpanExporter):
     """An exporter that drops a batch it cannot send, with one warning per outage rather than a
     traceback every few seconds (the batch thread would log each failure)."""
 
@@ -58,8 +60,6 @@ class _Quiet:
         self.exporter, self.failing = exporter, False
 
     def export(self, spans):
-        from opentelemetry.sdk.trace.export import SpanExportResult
-
         try:
             result = self.exporter.export(spans)
         except Exception as exc:  # connection refused, timeout: the collector is away
@@ -244,7 +244,8 @@ def use_json_logs(logger: logging.Logger) -> None:
         return
     from pythonjsonlogger.json import JsonFormatter
 
-    options = {k: v for k, v in settings.LOGGING["formatters"]["json"].items() if k != "()"}
+    formatters = cast(dict[str, dict], settings.LOGGING["formatters"])
+    options = {k: v for k, v in formatters["json"].items() if k != "()"}
     for handler in logger.handlers:
         handler.setFormatter(JsonFormatter(**options))
         handler.addFilter(TraceIds())

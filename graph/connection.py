@@ -42,7 +42,7 @@ def graph_is_reachable() -> bool:
         return False
 
 
-def cypher(name: str, query: str, params: dict | None = None) -> tuple[list, list]:
+def cypher(name: str, query: str, params: dict | None = None) -> tuple[list, tuple[str, ...]]:
     """Run one of the app's named queries (`search_segments`, `write_recording`...): a span of that
     name per query, with no parameter in it (they hold users' words)."""
     with tracer.start_as_current_span(
