@@ -21,6 +21,7 @@ no user data: no transcript text, emails, titles or file names, only sizes, coun
 import logging
 import threading
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import cast
 
 from django.conf import settings
@@ -163,27 +164,24 @@ def flush(timeout_millis: int = 5000) -> None:
 
 
 def route_of(scope: dict) -> str:
-    """The URL pattern's route template of an HTTP or WebSocket scope, or `unmatched`. Resolving
-    is pure CPU (Django caches the resolvers), and gives a bounded set of span names."""
-    from django.urls import Resolver404, get_resolver
+    """The URL pattern's route template of an HTTP or WebSocket scope, or `unmatched`: a bounded set
+    of span names. Resolving is pure CPU; the paths seen last are remembered (a busy API asks for the
+    same few again and again)."""
+    return _route(scope["type"] == "websocket", scope["path"])
+
+
+@lru_cache(maxsize=4096)
+def _route(websocket: bool, path: str) -> str:
+    from django.urls import Resolver404, URLResolver, get_resolver
+    from django.urls.resolvers import RegexPattern
 
     from .routing import websocket_urlpatterns
 
+    resolver = URLResolver(RegexPattern(r"^/"), websocket_urlpatterns) if websocket else get_resolver()
     try:
-        if scope["type"] == "websocket":
-            match = _websocket_resolver(tuple(websocket_urlpatterns)).resolve(scope["path"])
-        else:
-            match = get_resolver().resolve(scope["path"])
+        return resolver.resolve(path).route or "unmatched"
     except Resolver404:
         return "unmatched"
-    return match.route or "unmatched"
-
-
-def _websocket_resolver(patterns: tuple):
-    from django.urls import URLResolver
-    from django.urls.resolvers import RegexPattern
-
-    return URLResolver(RegexPattern(r"^/"), list(patterns))
 
 
 def span_details(scope: dict) -> tuple[str, dict]:
