@@ -66,7 +66,9 @@ class _Quiet(SpanExporter):
         except Exception as exc:  # connection refused, timeout: the collector is away
             result = SpanExportResult.FAILURE
             if not self.failing:
-                log.warning("trace collector %s unreachable (%s); spans dropped", settings.TRACING_ENDPOINT, exc)
+                log.warning(
+                    "trace collector %s unreachable (%s); spans dropped", settings.TRACING_ENDPOINT, type(exc).__name__
+                )
         else:
             if self.failing and result == SpanExportResult.SUCCESS:
                 log.info("trace collector %s reachable again", settings.TRACING_ENDPOINT)
