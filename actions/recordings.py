@@ -9,6 +9,7 @@ from django.contrib.auth import get_user_model
 from django.core.files import File
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from opentelemetry import trace
 
 from common.queueing import enqueue_on_commit
 from graph import outbox as graph_outbox
@@ -21,6 +22,7 @@ from workflows import builtin
 from . import workflow_runs
 
 log = logging.getLogger(__name__)
+tracer = trace.get_tracer(__name__)
 
 
 def accept_upload(
@@ -72,7 +74,9 @@ def transcribe(recording_id: int) -> bool:
             result = jobs.transcribe_claimed(recording, pulse)
             if result is None:
                 return False
-            stored = store_transcript(recording, result)
+            # The graph write and the summary run are queued in this span: their traces go on from it.
+            with tracer.start_as_current_span("transcription.store"):
+                stored = store_transcript(recording, result)
     except SoftTimeLimitExceeded:  # at any stage: decoding, inference, storing (rolled back)
         log.warning("recording %s: time limit reached", recording_id)
         jobs.fail(recording, jobs.time_limit_error())

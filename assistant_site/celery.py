@@ -3,7 +3,7 @@ in the actions layer's (the tasks that cross apps)."""
 
 import os
 
-from celery import Celery
+from celery import Celery, signals
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "assistant_site.settings")
 
@@ -11,3 +11,29 @@ app = Celery("assistant_site")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 app.autodiscover_tasks(["actions"])
+
+
+@signals.worker_process_init.connect
+def _trace_pool_process(**kwargs) -> None:
+    # In each prefork child, after the fork: the exporter's thread must belong to the process that
+    # records the spans. A task then continues the trace of whoever queued it.
+    from assistant_site import tracing
+
+    tracing.setup("worker")
+
+
+@signals.worker_process_shutdown.connect
+def _flush_traces(**kwargs) -> None:
+    from assistant_site import tracing
+
+    tracing.flush()
+
+
+@signals.after_setup_logger.connect
+@signals.after_setup_task_logger.connect
+def _json_logs(logger, **kwargs) -> None:
+    # Celery sets up its own handlers (text, its format); with LOG_FORMAT=json they write what the
+    # web processes write: one JSON object per line, with the trace ids.
+    from assistant_site import tracing
+
+    tracing.use_json_logs(logger)

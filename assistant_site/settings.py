@@ -481,11 +481,43 @@ STORAGES = {
     "staticfiles": {"BACKEND": "servestatic.storage.CompressedManifestStaticFilesStorage"},
 }
 
+# --- Tracing (OpenTelemetry): assistant_site/tracing.py. `zipkin` sends to the Zipkin that `make run`
+# starts (Procfile `zipkin`, ZIPKIN_PORT); `otlp` to any OTLP/HTTP collector (Jaeger, Tempo, the
+# OpenTelemetry Collector); `none` installs nothing. Spans leave in batches from a background thread,
+# so a collector that is away costs no request anything. A trace is kept with TRACING_SAMPLE_RATIO,
+# decided by its trace id (the web process and the worker decide alike).
+TRACING_EXPORTER = env_choice("TRACING_EXPORTER", "zipkin", {"zipkin", "otlp", "none"})
+ZIPKIN_PORT = env_int("ZIPKIN_PORT", 9411, minimum=1)
+TRACING_ENDPOINT = env_url(
+    "TRACING_ENDPOINT",
+    "http://127.0.0.1:4318/v1/traces" if TRACING_EXPORTER == "otlp" else f"http://127.0.0.1:{ZIPKIN_PORT}/api/v2/spans",
+    schemes={"http", "https"},
+)
+TRACING_SAMPLE_RATIO = env_float("TRACING_SAMPLE_RATIO", 1.0, minimum=0.0)
+if TRACING_SAMPLE_RATIO > 1:
+    raise ImproperEnvironment(f"TRACING_SAMPLE_RATIO must be between 0 and 1, got {TRACING_SAMPLE_RATIO}")
+# The service a process's spans carry; empty: its kind (`web`, `worker`). The Procfile's `ai` sets `ai`.
+TRACING_SERVICE_NAME = env_str("TRACING_SERVICE_NAME", "")
+
 # --- Logging: https://docs.djangoproject.com/en/5.2/topics/logging/
+# LOG_FORMAT=json: one JSON object per line (python-json-logger) with the trace and span ids of the
+# request or job that logged it, so a log line leads to its trace in Zipkin (and nginx's access log).
+LOG_FORMAT = env_choice("LOG_FORMAT", "text", {"text", "json"})
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {"trace_ids": {"()": "assistant_site.tracing.TraceIds"}},
+    "formatters": {
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s %(trace_id)s %(span_id)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger", "process": "pid"},
+        },
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler"}
+        | ({"formatter": "json", "filters": ["trace_ids"]} if LOG_FORMAT == "json" else {}),
+    },
     "root": {
         "handlers": ["console"],
         "level": env_choice("LOG_LEVEL", "INFO", {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}),

@@ -29,6 +29,10 @@ os.environ.setdefault("JOB_HEARTBEAT_SECONDS", "1")
 os.environ.setdefault("JOB_HEARTBEAT_TIMEOUT", "15")
 os.environ.setdefault("JOB_REAPER_SECONDS", "2")
 os.environ.setdefault("JOB_REQUEUE_SECONDS", "10")
+# Spans go to the tests' own Zipkin (tests/test_tracing.py starts it; without it they are dropped),
+# sent every half second rather than every 5 s (the SDK's batch delay), so a test waits less.
+os.environ.setdefault("ZIPKIN_PORT", "9421")
+os.environ.setdefault("OTEL_BSP_SCHEDULE_DELAY", "500")
 
 from .settings import *
 from .settings import DATABASES, VAR_DIR

@@ -5,8 +5,10 @@ import logging
 import neo4j.exceptions
 import neomodel
 from django.conf import settings
+from opentelemetry import trace
 
 log = logging.getLogger(__name__)
+tracer = trace.get_tracer(__name__)
 
 # What "Neo4j is away" looks like to a caller: pages answer 503, writers retry later. Anything else
 # is a bug and should surface.
@@ -38,3 +40,12 @@ def graph_is_reachable() -> bool:
     except Exception:
         log.exception("neo4j unreachable")
         return False
+
+
+def cypher(name: str, query: str, params: dict | None = None) -> tuple[list, tuple[str, ...]]:
+    """Run one of the app's named queries (`search_segments`, `write_recording`...): a span of that
+    name per query, with no parameter in it (they hold users' words)."""
+    with tracer.start_as_current_span(
+        f"neo4j {name}", kind=trace.SpanKind.CLIENT, attributes={"db.system": "neo4j", "db.operation.name": name}
+    ):
+        return neomodel.db.cypher_query(query, params)

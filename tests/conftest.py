@@ -27,9 +27,9 @@ from tests.factories import make_user, speech_wav
 
 ROOT = Path(__file__).resolve().parent.parent
 # Fixtures that are services themselves: a test that uses one is a `services` test.
-SERVICE_FIXTURES = {"real_services", "celery_worker_process", "daphne_server", "llm_server"}
 # The Celery worker while it runs (celery_worker_process): the only process that applies graph changes.
 WORKERS: list[subprocess.Popen] = []
+SERVICE_FIXTURES = {"real_services", "celery_worker_process", "daphne_server", "llm_server", "zipkin"}
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
@@ -148,7 +148,7 @@ def _wait_for_log(process, log: Path, needle: str, timeout: float):
 def celery_worker_process(real_services, django_db_setup, django_db_blocker, tmp_path_factory):
     """A real Celery worker process on the test database and the test Redis."""
     log = tmp_path_factory.mktemp("worker") / "worker.log"
-    env = services.test_process_env(settings.DATABASES["default"])
+    env = services.test_process_env(settings.DATABASES["default"]) | services.TRACED
     process = subprocess.Popen(
         [
             sys.executable,
@@ -194,7 +194,7 @@ def daphne_server(django_db_setup, celery_worker_process, tmp_path_factory):
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     log = tmp_path_factory.mktemp("daphne") / "daphne.log"
-    env = services.test_process_env(settings.DATABASES["default"])
+    env = services.test_process_env(settings.DATABASES["default"]) | services.TRACED
     process = subprocess.Popen(
         [
             sys.executable,
@@ -214,4 +214,13 @@ def daphne_server(django_db_setup, celery_worker_process, tmp_path_factory):
     )
     services.wait_until_listening("127.0.0.1", port, process, 60, log)
     yield f"http://127.0.0.1:{port}"
+    services.stop(process)
+
+
+@pytest.fixture(scope="session")
+def zipkin(tmp_path_factory):
+    """The real Zipkin (about 20 s to start) on the tests' port (settings_test's ZIPKIN_PORT), where the
+    test worker and Daphne send their spans; reused if one listens there already."""
+    process = services.start_zipkin(settings.ZIPKIN_PORT, tmp_path_factory.mktemp("zipkin") / "zipkin.log")
+    yield f"http://127.0.0.1:{settings.ZIPKIN_PORT}"
     services.stop(process)

@@ -182,6 +182,54 @@ def database_url(database: dict) -> str:
     return f"postgres://{credentials}@{address}/{quote(database['NAME'], safe='')}"
 
 
+# The worker and Daphne of the tests trace (to the tests' Zipkin, ZIPKIN_PORT in settings_test) and
+# log JSON lines with trace ids, as a production deployment would: tests/test_tracing.py reads both.
+TRACED = {"TRACING_EXPORTER": "zipkin", "TRACING_SAMPLE_RATIO": "1", "LOG_FORMAT": "json"}
+
+
+def start_zipkin(port: int, log: Path) -> subprocess.Popen | None:
+    """Zipkin (the exec jar `make install` fetches, in-memory storage) on the test port; None if one
+    listens there already (it is then reused)."""
+    if is_listening("127.0.0.1", port):
+        return None
+    jar = ROOT / "deploy/observability/zipkin/target/zipkin-server.jar"
+    if not jar.exists():
+        raise RuntimeError("Zipkin is not fetched: run `make install`")
+    process = subprocess.Popen(
+        ["java", "-Xmx256m", "-jar", str(jar), *zipkin_arguments(port)],
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+    )
+    wait_until_listening("127.0.0.1", port, process, 120, log)
+    return process
+
+
+def spans_of(zipkin: str, trace_id: str, wanted: set[str], timeout: float = 60) -> list[dict]:
+    """A trace's spans from Zipkin's API once every `wanted` name is there (processes send in
+    batches), or whatever it has at the deadline. Zipkin keeps span names in lower case."""
+    import requests
+
+    deadline = time.monotonic() + timeout
+    spans: list[dict] = []
+    while time.monotonic() < deadline:
+        answer = requests.get(f"{zipkin}/api/v2/trace/{trace_id}", timeout=10)
+        if answer.status_code == 200:
+            spans = answer.json()
+            if wanted <= {span["name"] for span in spans}:
+                return spans
+        time.sleep(0.5)
+    return spans
+
+
+def zipkin_arguments(port: int) -> list[str]:
+    # Armeria's own flags: Zipkin's QUERY_PORT cannot bind it to loopback only.
+    return [
+        "--armeria.ports[0].ip=127.0.0.1",
+        f"--armeria.ports[0].port={port}",
+        "--armeria.ports[0].protocols[0]=http",
+    ]
+
+
 def test_process_env(database: dict | str | None = None) -> dict:
     """Environment for app processes (worker, Daphne) started by the tests: same settings, same test
     DB. By default the test database (`settings.DATABASES["default"]` once pytest-django has made it:

@@ -6,6 +6,7 @@ import http.client
 import json
 import os
 import re
+import secrets
 import socket
 import ssl
 import subprocess
@@ -433,3 +434,23 @@ def test_signing_in_over_https_passes_the_csrf_check(proxy, alice):
     response = conn.getresponse()
     response.read()
     assert response.status == 302 and "sessionid=" in response.getheader("Set-Cookie")
+
+
+def test_a_request_through_nginx_has_one_trace_id_in_the_access_log_and_in_zipkin(proxy, zipkin):
+    """nginx starts the trace (from $request_id) when the client sends none, and logs its id; a
+    client's well-formed traceparent goes through, so the browser's id is the one logged."""
+    conn = proxy.http()
+    conn.request("GET", "/accounts/login/?trace-probe=made")
+    assert conn.getresponse().read() is not None
+    (line,) = proxy.access_lines("trace-probe=made")
+    trace_id = re.search(r" trace=([0-9a-f]{32}) ", line)[1]
+    spans = services.spans_of(zipkin, trace_id, {"get accounts/login/"})
+    assert {(s["name"], s["localEndpoint"]["serviceName"]) for s in spans} >= {("get accounts/login/", "web")}
+
+    client_trace = secrets.token_hex(16)
+    traceparent = f"00-{client_trace}-{secrets.token_hex(8)}-01"
+    conn.request("GET", "/accounts/login/?trace-probe=given", headers={"traceparent": traceparent})
+    conn.getresponse().read()
+    (line,) = proxy.access_lines("trace-probe=given")
+    assert f" trace={client_trace} " in line
+    assert services.spans_of(zipkin, client_trace, {"get accounts/login/"})

@@ -19,6 +19,7 @@ from django.conf import settings
 from django.db import connection
 from django.db.models import F, Q
 from django.utils import timezone
+from opentelemetry import trace
 
 from common.heartbeat import Heartbeat
 
@@ -27,6 +28,7 @@ from .models import Recording, Segment, Transcript
 from .progress import ProgressReporter, publish
 
 log = logging.getLogger(__name__)
+tracer = trace.get_tracer(__name__)
 
 # The one failure that is ours, not the file's: callers (the OpenAI endpoint) answer it with a 500.
 INTERNAL_ERROR = "Transcription failed because of an internal error; please try again."
@@ -107,7 +109,9 @@ def transcribe_claimed(recording: Recording, pulse: Heartbeat | None = None) -> 
         reporter(fraction)
 
     try:
-        audio = engine.decode_audio(recording.audio.path)
+        with tracer.start_as_current_span("transcription.decode") as span:
+            audio = engine.decode_audio(recording.audio.path)
+            span.set_attribute("audio.seconds", round(len(audio) / engine.SAMPLE_RATE, 3))
     except (engine.AudioDecodeError, FileNotFoundError) as exc:
         reason = str(exc) if isinstance(exc, engine.AudioDecodeError) else "The uploaded file is missing."
         fail(recording, reason)
@@ -116,7 +120,17 @@ def transcribe_claimed(recording: Recording, pulse: Heartbeat | None = None) -> 
     Recording.objects.filter(pk=recording.pk).update(duration=recording.duration)
     try:
         options = engine.Options.from_dict(recording.options)
-        return engine.transcribe(audio, options, on_progress=on_progress)
+        with tracer.start_as_current_span("transcription.inference") as span:
+            result = engine.transcribe(audio, options, on_progress=on_progress)
+            span.set_attributes(
+                {
+                    "whisper.model": result.model_name,
+                    "whisper.compute_type": result.compute_type,
+                    "whisper.pipeline": result.pipeline,
+                    "whisper.segments": len(result.segments),
+                }
+            )
+            return result
     except (SoftTimeLimitExceeded, JobLost):
         raise
     except engine.OptionError as exc:

@@ -36,6 +36,7 @@ import numpy as np
 import redis
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from opentelemetry import trace
 
 from common import sockets
 
@@ -45,6 +46,7 @@ from .models import Recording
 from .streaming import SAMPLE_RATE, LocalAgreement, NaiveWindow, Update, Word, text_of
 
 log = logging.getLogger(__name__)
+tracer = trace.get_tracer(__name__)
 
 # Wait for at least this much new audio between inference calls.
 MIN_STEP_SECONDS = 0.2
@@ -455,7 +457,16 @@ class LiveSession:
 
     async def _step(self, loop) -> None:
         started = time.perf_counter()
-        update, behind, skipped = await loop.run_in_executor(inference_pool(), self._locked_step)
+        # In the trace of the socket that started the session: its wait for the pool included.
+        with tracer.start_as_current_span("live.inference") as span:
+            update, behind, skipped = await loop.run_in_executor(inference_pool(), self._locked_step)
+            span.set_attributes(
+                {
+                    "live.behind_seconds": round(behind, 3),
+                    "live.skipped_seconds": round(skipped, 3),
+                    "live.committed_words": len(update.committed),
+                }
+            )
         self.inference_seconds += time.perf_counter() - started
         if skipped:
             await self._emit({"type": "lagging", "behind": round(behind, 2), "skipped": round(skipped, 2)})

@@ -14,6 +14,7 @@ from typing import Any, cast
 import openai
 from django.conf import settings
 from openai.types.chat import ChatCompletionMessageParam
+from opentelemetry import trace
 from tenacity import (
     AsyncRetrying,
     retry_if_exception,
@@ -22,6 +23,7 @@ from tenacity import (
 )
 
 log = logging.getLogger(__name__)
+tracer = trace.get_tracer(__name__)
 
 OnToken = Callable[[str], Awaitable[None]]
 
@@ -78,23 +80,35 @@ class LLM:
                     if number > 1 and on_retry is not None:
                         await on_retry(number)
                     parts = []
-                    stream = await self.client.chat.completions.create(
-                        model=self.model,
-                        # Plain dicts in the chat API's shape; the SDK types them as TypedDicts.
-                        messages=cast(list[ChatCompletionMessageParam], messages),
-                        stream=True,
-                        max_tokens=max_tokens,
-                        temperature=temperature,
-                        **extra,
-                    )
-                    async for chunk in stream:
-                        if not chunk.choices:
-                            continue
-                        token = chunk.choices[0].delta.content or ""
-                        if token:
-                            parts.append(token)
-                            if on_token is not None:
-                                await on_token(token)
+                    # One span per request (a retry is another): the model and sizes, never the text.
+                    with tracer.start_as_current_span(
+                        f"chat {self.model}",
+                        kind=trace.SpanKind.CLIENT,
+                        attributes={
+                            "gen_ai.operation.name": "chat",
+                            "gen_ai.request.model": self.model,
+                            "gen_ai.request.max_tokens": max_tokens,
+                            "llm.attempt": number,
+                        },
+                    ) as span:
+                        stream = await self.client.chat.completions.create(
+                            model=self.model,
+                            # Plain dicts in the chat API's shape; the SDK types them as TypedDicts.
+                            messages=cast(list[ChatCompletionMessageParam], messages),
+                            stream=True,
+                            max_tokens=max_tokens,
+                            temperature=temperature,
+                            **extra,
+                        )
+                        async for chunk in stream:
+                            if not chunk.choices:
+                                continue
+                            token = chunk.choices[0].delta.content or ""
+                            if token:
+                                parts.append(token)
+                                if on_token is not None:
+                                    await on_token(token)
+                        span.set_attribute("llm.streamed_chunks", len(parts))
                     return "".join(parts), number
         except Exception as exc:
             if is_transient(exc):
