@@ -27,9 +27,9 @@ from tests.factories import make_user, speech_wav
 
 ROOT = Path(__file__).resolve().parent.parent
 # Fixtures that are services themselves: a test that uses one is a `services` test.
+SERVICE_FIXTURES = {"real_services", "celery_worker_process", "daphne_server", "llm_server", "zipkin"}
 # The Celery worker while it runs (celery_worker_process): the only process that applies graph changes.
 WORKERS: list[subprocess.Popen] = []
-SERVICE_FIXTURES = {"real_services", "celery_worker_process", "daphne_server", "llm_server", "zipkin"}
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
