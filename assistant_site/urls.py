@@ -7,6 +7,7 @@ from transcription import openai_compat
 
 from . import admin as _user_admin  # noqa: F401  (user deletion through actions/, before admin.site.urls)
 from . import views
+from .metrics import metrics_view
 from .api import api
 
 urlpatterns = [
@@ -20,6 +21,7 @@ urlpatterns = [
     path("accounts/", include("accounts.urls")),
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
+    path("metrics", metrics_view, name="metrics"),
     path("recordings/", include("transcription.urls")),
     path("graph/", include("graph.urls")),
     path("workflows/", include("workflows.urls")),
