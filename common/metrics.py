@@ -35,7 +35,11 @@ HTTP_DURATION = Histogram(
 WEBSOCKETS = Gauge(
     "assistant_websocket_connections", "Open WebSocket connections", ["kind"], multiprocess_mode="livesum"
 )
-WEBSOCKETS_TOTAL = Counter("assistant_websocket_connections_total", "WebSocket connections accepted", ["kind"])
+# A counter in all but type: as a Counter its family name would be the gauge's above (the client
+# strips `_total`), a clash. Summed over every process that ever ran, so it only goes up; rate() works.
+WEBSOCKETS_TOTAL = Gauge(
+    "assistant_websocket_connections_total", "WebSocket connections accepted", ["kind"], multiprocess_mode="sum"
+)
 UPLOAD_SIZE = Histogram(
     "assistant_upload_size_bytes",
     "Size of accepted uploads, by endpoint (form, api, openai)",
