@@ -10,6 +10,7 @@ from django.core.files import File
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from common import metrics
 from common.queueing import enqueue_on_commit
 from graph import outbox as graph_outbox
 from graph.models import GraphChange
@@ -71,21 +72,27 @@ def transcribe(recording_id: int) -> bool:
         with jobs.heartbeat(recording) as pulse:
             result = jobs.transcribe_claimed(recording, pulse)
             if result is None:
+                metrics.transcription_ended(recording.options, "failed")
                 return False
-            stored = store_transcript(recording, result)
+            with metrics.TRANSCRIPTION_STEP.labels(result.model_name, "store").time():
+                stored = store_transcript(recording, result)
     except SoftTimeLimitExceeded:  # at any stage: decoding, inference, storing (rolled back)
         log.warning("recording %s: time limit reached", recording_id)
         jobs.fail(recording, jobs.time_limit_error())
+        metrics.transcription_ended(recording.options, "time_limit")
         return False
     except jobs.JobLost:
         log.warning(
             "recording %s: taken back by the reaper during attempt %s; stopped", recording_id, recording.attempts
         )
+        metrics.transcription_ended(recording.options, "lost")
         return False
     except Exception:
         log.exception("transcribing or storing recording %s failed", recording_id)
         jobs.fail(recording, jobs.INTERNAL_ERROR)
+        metrics.transcription_ended(recording.options, "failed")
         return False
+    metrics.transcription_ended(recording.options, "done" if stored else "lost")
     recording.refresh_from_db()
     publish(recording)
     return stored
@@ -103,6 +110,7 @@ def reap_stranded_jobs() -> int:
             sent += 1
         except Exception:  # Redis away: it stays queued, and a later round sends it
             log.exception("could not queue recording %s again; a later round will", recording_id)
+    metrics.JOBS_REQUEUED.labels("transcription").inc(sent)
     return sent
 
 

@@ -7,8 +7,8 @@ from transcription import openai_compat
 
 from . import admin as _user_admin  # noqa: F401  (user deletion through actions/, before admin.site.urls)
 from . import views
-from .metrics import metrics_view
 from .api import api
+from .metrics import metrics_view
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="recording-list", permanent=False)),

@@ -758,8 +758,12 @@ def unindexed_search(owner: str, text: str) -> dict:
     terms = list(queries.SearchQuery.parse(text).terms)
     limit = settings.GRAPH_SEARCH_PAGE_SIZE
     return {
-        "segments": queries.rows(UNINDEXED_SEARCH_SEGMENTS, {"owner": owner, "terms": terms, "limit": limit + 1}),
-        "entities": queries.rows(UNINDEXED_SEARCH_ENTITIES, {"owner": owner, "terms": terms, "limit": 10}),
+        "segments": queries.rows(
+            "unindexed_search_segments", UNINDEXED_SEARCH_SEGMENTS, {"owner": owner, "terms": terms, "limit": limit + 1}
+        ),
+        "entities": queries.rows(
+            "unindexed_search_entities", UNINDEXED_SEARCH_ENTITIES, {"owner": owner, "terms": terms, "limit": 10}
+        ),
     }
 
 
@@ -970,9 +974,9 @@ def sent_queries(read: dict, owner: str, arg: str) -> list[tuple[str, str, dict]
 
     sent, original = [], queries.rows
 
-    def spy(query, params):
+    def spy(name, query, params):
         sent.append((query, params))
-        return original(query, params)
+        return original(name, query, params)
 
     queries.rows = spy
     try:

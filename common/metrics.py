@@ -94,10 +94,15 @@ TRANSCRIPTION_SPEED = Histogram(
 )
 TRANSCRIPTION_AUDIO = Counter("assistant_transcription_audio_seconds_total", "Audio transcribed (seconds)", ["model"])
 TRANSCRIPTIONS = Counter(
-    "assistant_transcriptions_total", "Transcription jobs ended, by outcome (done, failed, time_limit, lost)", ["model", "outcome"]
+    "assistant_transcriptions_total",
+    "Transcription jobs ended, by outcome (done, failed, time_limit, lost)",
+    ["model", "outcome"],
 )
 MODEL_LOAD = Histogram(
-    "assistant_model_load_seconds", "Time to load a Whisper model", ["model"], buckets=(0.25, 0.5, 1, 2, 5, 10, 30, 60, 120)
+    "assistant_model_load_seconds",
+    "Time to load a Whisper model",
+    ["model"],
+    buckets=(0.25, 0.5, 1, 2, 5, 10, 30, 60, 120),
 )
 JOBS_REQUEUED = Counter("assistant_jobs_requeued_total", "Jobs the reaper sent to the queue again", ["kind"])
 
@@ -119,8 +124,12 @@ LLM_TOKENS_PER_SECOND = Histogram(
     buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500),
 )
 LLM_TOKENS = Counter("assistant_llm_tokens_total", "LLM tokens, by kind (prompt, completion)", ["model", "kind"])
-LLM_REQUESTS = Counter("assistant_llm_requests_total", "LLM requests (each attempt), by outcome (ok, error)", ["model", "outcome"])
-AI_CACHE = Counter("assistant_ai_cache_requests_total", "AI node result cache look-ups, by result (hit, miss)", ["node", "result"])
+LLM_REQUESTS = Counter(
+    "assistant_llm_requests_total", "LLM requests (each attempt), by outcome (ok, error)", ["model", "outcome"]
+)
+AI_CACHE = Counter(
+    "assistant_ai_cache_requests_total", "AI node result cache look-ups, by result (hit, miss)", ["node", "result"]
+)
 
 # --- The knowledge graph
 NEO4J_QUERY = Histogram(
@@ -181,6 +190,14 @@ def transcribed(model: str, audio_seconds: float, decode_seconds: float, inferen
     TRANSCRIPTION_AUDIO.labels(model).inc(audio_seconds)
     if inference_seconds > 0:
         TRANSCRIPTION_SPEED.labels(model).observe(audio_seconds / inference_seconds)
+
+
+def transcription_ended(options: dict | None, outcome: str) -> None:
+    """A transcription job ended (done, failed, time_limit, lost); `options` are its recording's
+    (validated at upload: its model is one of WHISPER_MODELS, or the default)."""
+    from django.conf import settings
+
+    TRANSCRIPTIONS.labels((options or {}).get("model") or settings.WHISPER_MODEL, outcome).inc()
 
 
 def workflow_finished(outcome: str, seconds: float | None = None) -> None:
@@ -338,7 +355,9 @@ class ScrapeCollector(Collector):
             backlog, oldest, failed = self.outbox()
         except Exception:  # the database away: likewise
             return
-        yield GaugeMetricFamily(OUTBOX_BACKLOG, "Graph changes waiting to be applied (due or waiting to retry)", value=backlog)
+        yield GaugeMetricFamily(
+            OUTBOX_BACKLOG, "Graph changes waiting to be applied (due or waiting to retry)", value=backlog
+        )
         yield GaugeMetricFamily(OUTBOX_OLDEST, "Age of the oldest graph change waiting", value=oldest)
         yield GaugeMetricFamily(OUTBOX_FAILED, "Graph changes failed for good (an admin may retry them)", value=failed)
 

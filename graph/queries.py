@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
-from neomodel import db
 
 from common import cursors
 
 from . import cache, extraction
+from .connection import cypher
 
 # Only word characters reach Lucene: no operator, quote, wildcard or field name can be smuggled in.
 TERM = re.compile(r"\w+", re.UNICODE)
@@ -88,8 +88,9 @@ def decode_cursor(owner: str, cursor: str) -> tuple[float, str, int]:
 TIE_SLACK = 64
 
 
-def rows(query: str, params: dict) -> list[dict]:
-    results, columns = db.cypher_query(query, params)
+def rows(name: str, query: str, params: dict) -> list[dict]:
+    """A read's rows as dicts; `name` labels its metrics (connection.cypher)."""
+    results, columns = cypher(name, query, params)
     return [dict(zip(columns, row, strict=True)) for row in results]
 
 
@@ -137,6 +138,7 @@ def search(
 
     def compute():
         segments = rows(
+            "search_segments",
             SEARCH_SEGMENTS,
             {
                 "lucene": query.lucene("text", owner),
@@ -151,7 +153,9 @@ def search(
         entities = (
             []
             if cursor
-            else rows(SEARCH_ENTITIES, {"lucene": query.lucene("name", owner), "owner": owner, "limit": 10})
+            else rows(
+                "search_entities", SEARCH_ENTITIES, {"lucene": query.lucene("name", owner), "owner": owner, "limit": 10}
+            )
         )
         more = len(segments) > limit
         segments = segments[:limit]
@@ -199,7 +203,7 @@ def entity(owner: str, uid: str, limit: int = 50) -> dict | None:
     """An entity of this user: the recordings (and segments) that mention it, entities seen with it."""
 
     def compute():
-        found = rows(ENTITY, {"owner": owner, "uid": uid, "limit": limit})
+        found = rows("entity", ENTITY, {"owner": owner, "uid": uid, "limit": limit})
         return found[0] if found else None
 
     return cache.cached(owner, "entity", {"uid": uid, "limit": limit}, compute)
@@ -236,7 +240,7 @@ def recording(owner: str, recording_id: int) -> dict | None:
     """A recording's entities, topics, speakers, and the user's other recordings that share them."""
 
     def compute():
-        found = rows(RECORDING, {"owner": owner, "uid": str(recording_id)})
+        found = rows("recording", RECORDING, {"owner": owner, "uid": str(recording_id)})
         return found[0] if found else None
 
     return cache.cached(owner, "recording", {"uid": str(recording_id)}, compute)
@@ -312,7 +316,7 @@ def neighbours(owner: str, node_id: str, limit: int = 25) -> dict | None:
     query = neighbours_query(kind)
 
     def compute():
-        found = rows(query, {"owner": owner, "uid": uid, "limit": limit})
+        found = rows(f"neighbours_{kind}", query, {"owner": owner, "uid": uid, "limit": limit})
         if not found:
             return None
         nodes = {node_id: {"id": node_id, "kind": kind, "label": found[0]["self_label"]}}

@@ -16,6 +16,7 @@ from neomodel import db
 from transcription.models import Recording
 
 from . import cache, extraction
+from .connection import cypher
 
 # Entities per recording that get CO_OCCURS pairs: bounds the pairs at 435 per recording.
 MAX_LINKED_ENTITIES = 30
@@ -191,10 +192,11 @@ def write_graph(params: dict) -> None:
     uid, owner = params["recording"]["uid"], params["recording"]["owner"]
     linked = sorted(e["uid"] for e in params["entities"][:MAX_LINKED_ENTITIES])
     with db.write_transaction:
-        rows, _ = db.cypher_query(CLEAR_LINKS, {"uid": uid})
+        rows, _ = cypher("clear_links", CLEAR_LINKS, {"uid": uid})
         old_entities, old_topics, old_speakers = rows[0] if rows else ([], [], [])
-        db.cypher_query(WRITE_RECORDING, params)
-        db.cypher_query(
+        cypher("write_recording", WRITE_RECORDING, params)
+        cypher(
+            "write_knowledge",
             WRITE_KNOWLEDGE,
             {
                 "uid": uid,
@@ -205,7 +207,7 @@ def write_graph(params: dict) -> None:
                 "speakers": params["speakers"],
             },
         )
-        db.cypher_query(DROP_ORPHANS, {"entities": old_entities, "topics": old_topics, "speakers": old_speakers})
+        cypher("drop_orphans", DROP_ORPHANS, {"entities": old_entities, "topics": old_topics, "speakers": old_speakers})
     cache.graph_changed(owner)
 
 
@@ -236,10 +238,10 @@ def delete_recording(recording_id: int, owner: str | None = None) -> None:
     """Remove a deleted recording's nodes; running it again (or for a never-written one) is a no-op."""
     uid = str(recording_id)
     with db.write_transaction:
-        rows, _ = db.cypher_query(CLEAR_LINKS, {"uid": uid})
+        rows, _ = cypher("clear_links", CLEAR_LINKS, {"uid": uid})
         old_entities, old_topics, old_speakers = rows[0] if rows else ([], [], [])
-        db.cypher_query(DELETE_RECORDING, {"uid": uid})
-        db.cypher_query(DROP_ORPHANS, {"entities": old_entities, "topics": old_topics, "speakers": old_speakers})
+        cypher("delete_recording", DELETE_RECORDING, {"uid": uid})
+        cypher("drop_orphans", DROP_ORPHANS, {"entities": old_entities, "topics": old_topics, "speakers": old_speakers})
     if owner is not None:
         cache.graph_changed(owner)
 
@@ -262,18 +264,18 @@ RETURN DISTINCT owner
 
 def owners_with_old_uids() -> list[int]:
     """Users whose graph still has merged nodes with the old, truncated uids (OLD_UID_LENGTH)."""
-    rows, _ = db.cypher_query(OWNERS_WITH_OLD_UIDS, {"length": OLD_UID_LENGTH})
+    rows, _ = cypher("owners_with_old_uids", OWNERS_WITH_OLD_UIDS, {"length": OLD_UID_LENGTH})
     return sorted(int(owner) for (owner,) in rows if owner is not None)
 
 
 def delete_user_graph(owner: str) -> None:
     """Everything derived for one user (their User node stays). Used by the rebuild command."""
     for label in ("Segment", "Recording", "Entity", "Topic", "Speaker"):
-        db.cypher_query(DELETE_USER_NODES.format(label=label), {"owner": owner})
+        cypher(f"delete_user_{label.lower()}s", DELETE_USER_NODES.format(label=label), {"owner": owner})
     cache.graph_changed(owner)
 
 
 def delete_owner(owner: str) -> None:
     """A deleted user's whole graph, their User node (with their name) included. Idempotent."""
     delete_user_graph(owner)
-    db.cypher_query("MATCH (u:User {uid: $uid}) DETACH DELETE u", {"uid": owner})
+    cypher("delete_user", "MATCH (u:User {uid: $uid}) DETACH DELETE u", {"uid": owner})

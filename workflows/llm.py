@@ -21,6 +21,8 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from common import metrics
+
 log = logging.getLogger(__name__)
 
 OnToken = Callable[[str], Awaitable[None]]
@@ -78,14 +80,19 @@ class LLM:
                     if number > 1 and on_retry is not None:
                         await on_retry(number)
                     parts = []
-                    stream = await self.client.chat.completions.create(
-                        model=self.model,
-                        # Plain dicts in the chat API's shape; the SDK types them as TypedDicts.
-                        messages=cast(list[ChatCompletionMessageParam], messages),
-                        stream=True,
-                        max_tokens=max_tokens,
-                        temperature=temperature,
-                        **extra,
+                    stream = metrics.llm_stream(
+                        self.client.chat.completions.create(
+                            model=self.model,
+                            # Plain dicts in the chat API's shape; the SDK types them as TypedDicts.
+                            messages=cast(list[ChatCompletionMessageParam], messages),
+                            stream=True,
+                            # Token counts from servers that send them (OpenAI, vLLM); llama.cpp ignores it.
+                            stream_options={"include_usage": True},
+                            max_tokens=max_tokens,
+                            temperature=temperature,
+                            **extra,
+                        ),
+                        self.model,
                     )
                     async for chunk in stream:
                         if not chunk.choices:
