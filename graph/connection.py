@@ -33,7 +33,7 @@ def configure() -> None:
     config.connection_timeout = 5.0
 
 
-def cypher(name: str, query: str, params: dict | None = None) -> tuple[list, list]:
+def cypher(name: str, query: str, params: dict | None = None) -> tuple[list, tuple[str, ...]]:
     """Every app query goes through here, under a stable snake_case `name`: the label of its latency
     and error metrics (assistant_neo4j_query_seconds), never anything from its parameters."""
     with metrics.neo4j_query(name):
