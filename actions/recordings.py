@@ -11,6 +11,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from opentelemetry import trace
 
+from common import metrics
 from common.queueing import enqueue_on_commit
 from graph import outbox as graph_outbox
 from graph.models import GraphChange
@@ -73,23 +74,31 @@ def transcribe(recording_id: int) -> bool:
         with jobs.heartbeat(recording) as pulse:
             result = jobs.transcribe_claimed(recording, pulse)
             if result is None:
+                metrics.transcription_ended(recording.options, "failed")
                 return False
             # The graph write and the summary run are queued in this span: their traces go on from it.
-            with tracer.start_as_current_span("transcription.store"):
+            with (
+                tracer.start_as_current_span("transcription.store"),
+                metrics.TRANSCRIPTION_STEP.labels(result.model_name, "store").time(),
+            ):
                 stored = store_transcript(recording, result)
     except SoftTimeLimitExceeded:  # at any stage: decoding, inference, storing (rolled back)
         log.warning("recording %s: time limit reached", recording_id)
         jobs.fail(recording, jobs.time_limit_error())
+        metrics.transcription_ended(recording.options, "time_limit")
         return False
     except jobs.JobLost:
         log.warning(
             "recording %s: taken back by the reaper during attempt %s; stopped", recording_id, recording.attempts
         )
+        metrics.transcription_ended(recording.options, "lost")
         return False
     except Exception:
         log.exception("transcribing or storing recording %s failed", recording_id)
         jobs.fail(recording, jobs.INTERNAL_ERROR)
+        metrics.transcription_ended(recording.options, "failed")
         return False
+    metrics.transcription_ended(recording.options, "done" if stored else "lost")
     recording.refresh_from_db()
     publish(recording)
     return stored
@@ -107,6 +116,7 @@ def reap_stranded_jobs() -> int:
             sent += 1
         except Exception:  # Redis away: it stays queued, and a later round sends it
             log.exception("could not queue recording %s again; a later round will", recording_id)
+    metrics.JOBS_REQUEUED.labels("transcription").inc(sent)
     return sent
 
 

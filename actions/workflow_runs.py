@@ -5,6 +5,7 @@ import logging
 
 from django.db import transaction
 
+from common import metrics
 from common.queueing import enqueue_on_commit
 from workflows import engine, runs
 from workflows.models import Workflow, WorkflowRun
@@ -62,4 +63,5 @@ def reap_stranded_runs() -> int:
             sent += 1
         except Exception:  # Redis away: it stays queued, and a later round sends it
             log.exception("could not queue workflow run %s again; a later round will", run_id)
+    metrics.JOBS_REQUEUED.labels("workflow_run").inc(sent)
     return sent

@@ -21,6 +21,8 @@ import time
 
 from django.conf import settings
 
+from common import metrics_dir
+
 logger = logging.getLogger("assistant_site.serve")
 
 FIRST_BACKOFF, MAX_BACKOFF = 1.0, 30.0
@@ -57,6 +59,7 @@ class Slot:
         if code is None:
             return
         lived = now - self.started
+        mark_dead(self.process.pid)
         self.backoff = FIRST_BACKOFF if lived >= HEALTHY_AFTER else min(self.backoff * 2, MAX_BACKOFF)
         logger.warning(
             "web process %s on port %s exited (code %s) after %.1f s; restarting in %.0f s",
@@ -69,7 +72,23 @@ class Slot:
         self.process, self.restart_at = None, now + self.backoff
 
 
+def share_metrics_dir() -> None:
+    """The Daphne processes write their metrics to one directory (emptied now) that any of them
+    reads to answer /metrics: set before they start, as prometheus_client reads it at import."""
+    if getattr(settings, "METRICS_ENABLED", True):
+        os.environ[metrics_dir.ENV] = metrics_dir.prepare(metrics_dir.var_dir() / "metrics" / "web")
+
+
+def mark_dead(pid: int) -> None:
+    """A dead process's live gauges (its open sockets, its live streams) leave the sum."""
+    if path := os.environ.get(metrics_dir.ENV):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid, path)
+
+
 def serve(processes: int, first_port: int) -> None:
+    share_metrics_dir()
     slots = [Slot(first_port + i) for i in range(processes)]
     stopping: list[int] = []
 

@@ -81,6 +81,13 @@ MIDDLEWARE = [
     "assistant_site.middleware.XFrameOptionsMiddleware",
     "assistant_site.middleware.CSPMiddleware",
 ]
+# --- Metrics (README "Metrics"): Prometheus, common/metrics.py
+METRICS_ENABLED = env_bool("METRICS_ENABLED", True)
+# A Celery worker's exporter port (the Procfile sets one per worker); 0: none.
+CELERY_METRICS_PORT = env_int("CELERY_METRICS_PORT", 0, minimum=0)
+if METRICS_ENABLED:
+    # First, so it times every other middleware too.
+    MIDDLEWARE.insert(0, "assistant_site.metrics.MetricsMiddleware")
 # Django's deploy checks look for its own middleware by dotted path; ours are its subclasses (above).
 # tests/test_production_settings.py checks that their headers and the CSRF check are really there.
 SILENCED_SYSTEM_CHECKS = ["security.W001", "security.W002", "security.W003"]

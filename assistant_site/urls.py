@@ -9,6 +9,7 @@ from transcription import openai_compat
 from . import admin as _user_admin  # noqa: F401  (user deletion through actions/, before admin.site.urls)
 from . import views
 from .api import api
+from .metrics import metrics_view
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="recording-list", permanent=False)),
@@ -21,6 +22,7 @@ urlpatterns = [
     path("accounts/", include("accounts.urls")),
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
+    path("metrics", metrics_view, name="metrics"),
     path("recordings/", include("transcription.urls")),
     path("graph/", include("graph.urls")),
     path("workflows/", include("workflows.urls")),

@@ -3,6 +3,8 @@
 import orjson
 from channels.generic.websocket import AsyncWebsocketConsumer
 
+from . import metrics
+
 # Close codes in the 4000-4999 range reserved for applications (protocols in the README).
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_NOT_FOUND = 4404
@@ -19,7 +21,22 @@ CLOSE_TOO_MANY_MESSAGES = 4421  # more than LIVE_MAX_CONTROL_MESSAGES text messa
 
 
 class JsonConsumer(AsyncWebsocketConsumer):
-    """Server messages are JSON text frames, serialised with orjson."""
+    """Server messages are JSON text frames, serialised with orjson. Accepted connections are counted
+    by `metrics_kind` (assistant_websocket_connections)."""
+
+    metrics_kind = "other"
+    _counted = False
+
+    async def accept(self, subprotocol=None, headers=None):
+        await super().accept(subprotocol, headers)
+        self._counted = True
+        metrics.websocket_opened(self.metrics_kind)
+
+    async def websocket_disconnect(self, message):
+        if self._counted:
+            self._counted = False
+            metrics.websocket_closed(self.metrics_kind)
+        await super().websocket_disconnect(message)
 
     async def send_json(self, content: dict) -> None:
         await self.send(text_data=orjson.dumps(content).decode())

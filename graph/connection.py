@@ -7,6 +7,8 @@ import neomodel
 from django.conf import settings
 from opentelemetry import trace
 
+from common import metrics
+
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
 
@@ -31,6 +33,13 @@ def configure() -> None:
     # Fail fast when Neo4j is down instead of blocking a worker for neomodel's default minute.
     config.connection_acquisition_timeout = 10.0
     config.connection_timeout = 5.0
+
+
+def cypher(name: str, query: str, params: dict | None = None) -> tuple[list, tuple[str, ...]]:
+    """Every app query goes through here, under a stable snake_case `name`: the label of its latency
+    and error metrics (assistant_neo4j_query_seconds), never anything from its parameters."""
+    with metrics.neo4j_query(name):
+        return neomodel.db.cypher_query(query, params)
 
 
 def graph_is_reachable() -> bool:

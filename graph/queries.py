@@ -89,6 +89,7 @@ TIE_SLACK = 64
 
 
 def rows(name: str, query: str, params: dict) -> list[dict]:
+    """A read's rows as dicts; `name` labels its metrics and its span (connection.cypher)."""
     results, columns = cypher(name, query, params)
     return [dict(zip(columns, row, strict=True)) for row in results]
 

@@ -271,7 +271,7 @@ def owners_with_old_uids() -> list[int]:
 def delete_user_graph(owner: str) -> None:
     """Everything derived for one user (their User node stays). Used by the rebuild command."""
     for label in ("Segment", "Recording", "Entity", "Topic", "Speaker"):
-        cypher("delete_user_nodes", DELETE_USER_NODES.format(label=label), {"owner": owner})
+        cypher(f"delete_user_{label.lower()}s", DELETE_USER_NODES.format(label=label), {"owner": owner})
     cache.graph_changed(owner)
 
 

@@ -149,6 +149,12 @@ def celery_worker_process(real_services, django_db_setup, django_db_blocker, tmp
     """A real Celery worker process on the test database and the test Redis."""
     log = tmp_path_factory.mktemp("worker") / "worker.log"
     env = services.test_process_env(settings.DATABASES["default"]) | services.TRACED
+    # Its pool's metrics, served by its parent on a free port (tests/test_metrics.py reads them).
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        metrics_port = sock.getsockname()[1]
+    env["CELERY_METRICS_PORT"] = str(metrics_port)
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(tmp_path_factory.mktemp("worker-metrics"))
     process = subprocess.Popen(
         [
             sys.executable,
@@ -174,6 +180,7 @@ def celery_worker_process(real_services, django_db_setup, django_db_blocker, tmp
     )
     _wait_for_log(process, log, "ready.", 120)
     WORKERS.append(process)
+    process.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"  # type: ignore[attr-defined]
     yield process, log
     services.stop(process)
     WORKERS.remove(process)

@@ -19,6 +19,7 @@ from ninja.responses import Status
 from pydantic import field_validator
 
 from actions.recordings import accept_upload, delete_recording
+from common import metrics
 from common.cursors import make_cursor, read_cursor
 
 from . import exports, quotas
@@ -204,6 +205,7 @@ def create_recording(
         )
     except quotas.QuotaExceeded as exc:
         return Status(exc.status, {"detail": exc.message})
+    metrics.UPLOAD_SIZE.labels("api").observe(recording.size_bytes)
     return Status(202, recording)
 
 

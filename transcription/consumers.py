@@ -27,6 +27,8 @@ from .progress import recording_group
 class RecordingProgressConsumer(JsonConsumer):
     """Server-to-page only: whatever the page sends (text, bytes, garbage) is ignored."""
 
+    metrics_kind = "progress"
+
     async def connect(self):
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
@@ -62,6 +64,8 @@ class RecordingProgressConsumer(JsonConsumer):
 class LiveTranscriptionConsumer(JsonConsumer):
     """Binary PCM16 audio in; ready / partial / final / lagging / error / saved out (JSON).
     Every limit (README "Limits of a live session") is checked before a frame is accepted."""
+
+    metrics_kind = "live"
 
     session: live.LiveSession | None = None
     ended = False  # closed by us: whatever the client still sends is ignored

@@ -20,6 +20,8 @@ import numpy as np
 from django.conf import settings
 from faster_whisper import BatchedInferencePipeline, WhisperModel
 
+from common import metrics
+
 log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16_000
@@ -169,6 +171,7 @@ def get_model(model: str | None = None, compute_type: str | None = None, *, live
                 download_root=settings.WHISPER_DOWNLOAD_ROOT,
             )
             log.info("loaded Whisper model %s (%s, live=%s) in %.2fs", *key, time.perf_counter() - started)
+            metrics.MODEL_LOAD.labels(key[0]).observe(time.perf_counter() - started)
         return _models[key]
 
 

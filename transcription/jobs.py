@@ -11,6 +11,7 @@ so a worker the reaper gave up on (stalled, not dead) can never store a second t
 import logging
 import os
 import socket
+import time
 from contextlib import contextmanager
 from datetime import timedelta
 
@@ -21,6 +22,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 from opentelemetry import trace
 
+from common import metrics
 from common.heartbeat import Heartbeat
 
 from . import engine
@@ -108,6 +110,7 @@ def transcribe_claimed(recording: Recording, pulse: Heartbeat | None = None) -> 
             raise JobLost(f"recording {recording.pk}, attempt {recording.attempts}")
         reporter(fraction)
 
+    started = time.perf_counter()
     try:
         with tracer.start_as_current_span("transcription.decode") as span:
             audio = engine.decode_audio(recording.audio.path)
@@ -116,6 +119,7 @@ def transcribe_claimed(recording: Recording, pulse: Heartbeat | None = None) -> 
         reason = str(exc) if isinstance(exc, engine.AudioDecodeError) else "The uploaded file is missing."
         fail(recording, reason)
         return None
+    decoded = time.perf_counter() - started
     recording.duration = round(len(audio) / engine.SAMPLE_RATE, 3)
     Recording.objects.filter(pk=recording.pk).update(duration=recording.duration)
     try:
@@ -130,7 +134,8 @@ def transcribe_claimed(recording: Recording, pulse: Heartbeat | None = None) -> 
                     "whisper.segments": len(result.segments),
                 }
             )
-            return result
+        metrics.transcribed(result.model_name, result.duration, decoded, result.processing_seconds)
+        return result
     except (SoftTimeLimitExceeded, JobLost):
         raise
     except engine.OptionError as exc:
@@ -195,7 +200,7 @@ def reap() -> list[int]:
     dead = Recording.objects.filter(status=Recording.Status.PROCESSING).filter(
         Q(heartbeat_at__lt=stale) | Q(heartbeat_at__isnull=True, started_at__lt=stale)
     )
-    for recording in dead.only("pk", "attempts", "heartbeat_at", "started_at", "worker"):
+    for recording in dead.only("pk", "attempts", "heartbeat_at", "started_at", "worker", "options"):
         # Only if nothing moved since we looked (a late heartbeat, another reaper).
         unchanged = Recording.objects.filter(_current_attempt(recording), heartbeat_at=recording.heartbeat_at)
         if recording.started_at and recording.started_at < too_old:
@@ -212,6 +217,8 @@ def reap() -> list[int]:
             )
             if taken:
                 to_send.append(recording.pk)
+        if taken and reason:
+            metrics.transcription_ended(recording.options, "time_limit" if reason == time_limit_error() else "failed")
         if taken:
             log.warning(
                 "recording %s: worker %r stopped beating at attempt %s; %s",

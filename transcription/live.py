@@ -38,7 +38,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from opentelemetry import trace
 
-from common import sockets
+from common import metrics, sockets
 
 from . import engine
 from .live_store import LEASE_SECONDS, SessionStore, add_live_seconds, live_seconds_today, open_sessions
@@ -165,6 +165,7 @@ class LiveSession:
         self._on_limit: OnLimit | None = None
         self.closed = False
         self.inference_seconds = 0.0
+        self.latency = metrics.LiveLatency()
         self._new_audio = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._expiry: asyncio.Task | None = None
@@ -276,6 +277,7 @@ class LiveSession:
         """From now on this process serves the session: it keeps the lease and appends to the spool."""
         self.spool = self.store.open_spool()
         _sessions[self.id] = self
+        metrics.LIVE_STREAMS.set(len(_sessions))
         self._keeper = asyncio.create_task(self._keep_lease())
 
     async def _keep_lease(self) -> None:
@@ -334,6 +336,7 @@ class LiveSession:
             if task:
                 task.cancel()
         _sessions.pop(self.id, None)
+        metrics.LIVE_STREAMS.set(len(_sessions))
         if self.spool:
             self.spool.close()
             self.spool = None
@@ -380,6 +383,7 @@ class LiveSession:
         self._uncounted += seconds
         self.quota_left -= seconds
         self.pending.append(frame)
+        self.latency.arrived(self.received_seconds, seconds)
         self._new_audio.set()
 
     def detach(self) -> None:
@@ -468,6 +472,7 @@ class LiveSession:
                 }
             )
         self.inference_seconds += time.perf_counter() - started
+        self.latency.step(update.committed, update.partial, behind, skipped)
         if skipped:
             await self._emit({"type": "lagging", "behind": round(behind, 2), "skipped": round(skipped, 2)})
         await asyncio.to_thread(self.store.add_words, update.committed)
@@ -506,6 +511,7 @@ class LiveSession:
             task.cancel()
         await asyncio.gather(*others, return_exceptions=True)
         _sessions.pop(self.id, None)
+        metrics.LIVE_STREAMS.set(len(_sessions))
         with self.store.keeping_lease():
             rest = await asyncio.get_running_loop().run_in_executor(inference_pool(), self._locked_finish)
             await asyncio.to_thread(self.store.add_words, rest)

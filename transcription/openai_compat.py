@@ -23,6 +23,7 @@ from django.views.decorators.csrf import csrf_exempt
 from accounts.throttling import Throttled, api_user
 from accounts.tokens import TokenExpired
 from actions.recordings import accept_upload
+from common import metrics
 
 from . import engine, exports, quotas
 from .forms import UploadForm, declared_length, too_large_message
@@ -182,6 +183,7 @@ async def transcriptions(request):
     except quotas.QuotaExceeded as exc:
         kind = "rate_limit_error" if exc.status == 429 else "invalid_request_error"
         return openai_error(exc.status, exc.message, param="file", code=exc.code, kind=kind)
+    metrics.UPLOAD_SIZE.labels("openai").observe(recording.size_bytes)
     try:
         status = await wait_until_finished(recording.pk)
     except TimeoutError:

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from faster_whisper.vad import VadOptions, get_speech_timestamps
 
+from common import metrics
+
 from . import engine
 
 SAMPLE_RATE = engine.SAMPLE_RATE
@@ -77,6 +79,11 @@ def repeats_itself(words: list[Word], ngram: int = 3, times: int = 3) -> bool:
 def transcribe_words(audio: np.ndarray, offset: float, options: engine.Options, prompt: str = "") -> list[Word]:
     """Timed words of `audio`, which starts at stream time `offset`, from the shared live model."""
     model = engine.get_model(options.model, options.compute_type, live=True)
+    with metrics.LIVE_INFERENCE.time():  # the words are decoded as the list below is built
+        return _words(model, audio, offset, options, prompt)
+
+
+def _words(model, audio: np.ndarray, offset: float, options: engine.Options, prompt: str) -> list[Word]:
     segments, _ = model.transcribe(
         audio,
         language=options.language or None,

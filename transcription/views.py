@@ -6,6 +6,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from actions.recordings import accept_upload, delete_recording
+from common import metrics
 from workflows.models import WorkflowRun
 
 from . import exports, media, quotas
@@ -52,6 +53,7 @@ def upload(request):
         )
     except quotas.QuotaExceeded as exc:
         return _render_list(request, UploadForm(), upload_error=exc.message, status=exc.status)
+    metrics.UPLOAD_SIZE.labels("form").observe(recording.size_bytes)
     return redirect("recording-detail", pk=recording.pk)
 
 

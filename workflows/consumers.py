@@ -9,6 +9,8 @@ from .runs import run_group
 
 
 class WorkflowRunConsumer(JsonConsumer):
+    metrics_kind = "workflow_run"
+
     async def connect(self):
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:

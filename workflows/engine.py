@@ -22,6 +22,8 @@ import orjson
 from django.conf import settings as django_settings
 from django.core.cache import cache
 
+from common import metrics
+
 from .nodes.base import NOT_RAN, Context, NodeContext, NodeError, NodeType, load_all
 from .nodes.limits import value_chars
 
@@ -177,6 +179,7 @@ class Executor:
         key = cache_key(self.ctx.owner_id, node, inputs) if node.type.cached else None
         if key is not None:
             hit = await cache.aget(key)
+            metrics.AI_CACHE.labels(node.type.name, "miss" if hit is None else "hit").inc()
             if hit is not None:
                 result.outputs, result.cache_hit = hit, True
                 result.duration_ms = (time.perf_counter() - began) * 1000

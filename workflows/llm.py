@@ -22,6 +22,8 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from common import metrics
+
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
 
@@ -91,14 +93,19 @@ class LLM:
                             "llm.attempt": number,
                         },
                     ) as span:
-                        stream = await self.client.chat.completions.create(
-                            model=self.model,
-                            # Plain dicts in the chat API's shape; the SDK types them as TypedDicts.
-                            messages=cast(list[ChatCompletionMessageParam], messages),
-                            stream=True,
-                            max_tokens=max_tokens,
-                            temperature=temperature,
-                            **extra,
+                        stream = metrics.llm_stream(
+                            self.client.chat.completions.create(
+                                model=self.model,
+                                # Plain dicts in the chat API's shape; the SDK types them as TypedDicts.
+                                messages=cast(list[ChatCompletionMessageParam], messages),
+                                stream=True,
+                                # Token counts from servers that send them (OpenAI, vLLM); llama.cpp ignores it.
+                                stream_options={"include_usage": True},
+                                max_tokens=max_tokens,
+                                temperature=temperature,
+                                **extra,
+                            ),
+                            self.model,
                         )
                         async for chunk in stream:
                             if not chunk.choices:

@@ -13,6 +13,8 @@ from django.db import DatabaseError
 from django.db.models import F, Q
 from django.utils import timezone
 
+from common import metrics
+
 from . import engine
 from .llm import LLM
 from .models import NodeRun, WorkflowRun
@@ -157,6 +159,7 @@ async def _finish(run: WorkflowRun, status: str, outputs: dict, error: str, emit
         await run.arefresh_from_db()
         return run
     run.status, run.outputs, run.error, run.finished_at = status, outputs, error, finished_at
+    metrics.workflow_finished(status, (finished_at - run.started_at).total_seconds() if run.started_at else None)
     await emit("", {"type": "finished", "status": status, "error": error, "outputs": outputs})
     return run
 
@@ -168,6 +171,7 @@ def fail(run_id: int, reason: str) -> bool:
         status=WorkflowRun.Status.FAILED, error=reason, finished_at=timezone.now()
     )
     if failed:
+        metrics.workflow_finished(WorkflowRun.Status.FAILED)
         _tell_page(run_id, WorkflowRun.Status.FAILED, reason)
     return bool(failed)
 
