@@ -170,9 +170,10 @@ def baseline_checkout(revision: str) -> Path:
 class App:
     """P Daphne processes (assistant_site.serve) on consecutive ports, and nginx in front of them.
 
-    With `tree`, the processes run that checkout's code (serve.py itself is always this one's)."""
+    With `tree`, the processes run that checkout's code (serve.py itself is always this one's); `env`
+    is added to their environment."""
 
-    def __init__(self, processes: int, data, tree: Path | None = None, label: str = ""):
+    def __init__(self, processes: int, data, tree: Path | None = None, label: str = "", env: dict | None = None):
         from deploy import nginx
         from tests import services
 
@@ -182,7 +183,7 @@ class App:
         log = BENCH_VAR / f"{name}.log"
         # With a tree: serve.py from here (-P: not from the working directory), Daphne from the tree
         # (its working directory comes first on its path).
-        env = dict(os.environ, PYTHONPATH=str(ROOT)) if tree else os.environ
+        env = dict(os.environ, **(env or {}), **({"PYTHONPATH": str(ROOT)} if tree else {}))
         self.serve = subprocess.Popen(
             [sys.executable, *(["-P"] if tree else []), "-m", "assistant_site.serve"]
             + ["--processes", str(processes), "--port", str(self.port)],

@@ -35,13 +35,6 @@ def configure() -> None:
     config.connection_timeout = 5.0
 
 
-def cypher(name: str, query: str, params: dict | None = None) -> tuple[list, tuple[str, ...]]:
-    """Every app query goes through here, under a stable snake_case `name`: the label of its latency
-    and error metrics (assistant_neo4j_query_seconds), never anything from its parameters."""
-    with metrics.neo4j_query(name):
-        return neomodel.db.cypher_query(query, params)
-
-
 def graph_is_reachable() -> bool:
     try:
         neomodel.db.cypher_query("RETURN 1")
@@ -52,9 +45,13 @@ def graph_is_reachable() -> bool:
 
 
 def cypher(name: str, query: str, params: dict | None = None) -> tuple[list, tuple[str, ...]]:
-    """Run one of the app's named queries (`search_segments`, `write_recording`...): a span of that
-    name per query, with no parameter in it (they hold users' words)."""
-    with tracer.start_as_current_span(
-        f"neo4j {name}", kind=trace.SpanKind.CLIENT, attributes={"db.system": "neo4j", "db.operation.name": name}
+    """Every app query goes through here, under a stable snake_case `name` (`search_segments`,
+    `write_recording`...): the label of its latency and error metrics (assistant_neo4j_query_seconds)
+    and its span's name. Never anything from its parameters: they hold users' words."""
+    with (
+        tracer.start_as_current_span(
+            f"neo4j {name}", kind=trace.SpanKind.CLIENT, attributes={"db.system": "neo4j", "db.operation.name": name}
+        ),
+        metrics.neo4j_query(name),
     ):
         return neomodel.db.cypher_query(query, params)
