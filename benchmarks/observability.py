@@ -18,7 +18,9 @@ kept (TRACING_SAMPLE_RATIO=1: the worst case) unless --sample-ratio says otherwi
 """
 
 import argparse
+import contextlib
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -30,6 +32,9 @@ sys.path.insert(0, str(ROOT))
 
 ON = {"METRICS_ENABLED": "true", "TRACING_EXPORTER": "zipkin"}
 OFF = {"METRICS_ENABLED": "false", "TRACING_EXPORTER": "none"}
+# --parts: also each on its own, to see which costs what.
+METRICS_ONLY = {"METRICS_ENABLED": "true", "TRACING_EXPORTER": "none"}
+TRACING_ONLY = {"METRICS_ENABLED": "false", "TRACING_EXPORTER": "zipkin"}
 
 
 def zipkin(var: Path) -> tuple[subprocess.Popen | None, int]:
@@ -54,24 +59,25 @@ def web(args) -> None:
     apps = []
     try:
         data = bench.prepare(audio_mb=1)
-        sides = {
-            "on": bench.App(1, data, label="obs-on", env=ON | tracing_env(port, args.sample_ratio)),
-            "off": bench.App(1, data, label="obs-off", env=OFF),
-        }
+        traced = tracing_env(port, args.sample_ratio)
+        envs = {"off": OFF, "on": ON | traced}
+        if args.parts:
+            envs |= {"metrics": METRICS_ONLY, "tracing": TRACING_ONLY | traced}
+        sides = {side: bench.App(1, data, label=f"obs-{side}", env=env) for side, env in envs.items()}
         apps = list(sides.values())
         print(
             f"\n## Web: one Daphne behind nginx, c = {args.concurrency}, {args.seconds} s a cell, {args.rounds} rounds"
         )
-        print("| request | side | req/s (median) | p95 ms (median) | on/off req/s | on/off p95 |")
+        print("| request | side | req/s (median) | p95 ms (median) | /off req/s | /off p95 |")
         print("|---|---|---|---|---|---|")
         for key in ("search", "api"):
             label, make = bench.REQUESTS[key]
             path, headers = make(data)
-            results: dict[str, list[dict]] = {"on": [], "off": []}
+            results: dict[str, list[dict]] = {side: [] for side in sides}
             for app in apps:
                 bench.hey(app.site.http_url + path, 2, 2, headers, False)  # warm-up: the cached answer, imports
             for round_ in range(args.rounds):
-                order = ("on", "off") if round_ % 2 == 0 else ("off", "on")
+                order = list(sides)[round_ % len(sides) :] + list(sides)[: round_ % len(sides)]
                 for side in order:
                     result = bench.hey(sides[side].site.http_url + path, args.concurrency, args.seconds, headers, False)
                     bad = sum(n for code, n in result["statuses"].items() if not code.startswith("2"))
@@ -80,9 +86,15 @@ def web(args) -> None:
                     results[side].append(result)
             rate = {side: statistics.median(r["rate"] for r in rs) for side, rs in results.items()}
             p95 = {side: statistics.median(r["p95"] for r in rs) for side, rs in results.items()}
-            for side in ("off", "on"):
-                ratios = f"{rate['on'] / rate['off']:.3f} | {p95['on'] / p95['off']:.3f}" if side == "on" else " | "
+            for side in sides:
+                ratios = f"{rate[side] / rate['off']:.3f} | {p95[side] / p95['off']:.3f}" if side != "off" else " | "
                 print(f"| {label} | {side} | {rate[side]:.0f} | {p95[side]:.1f} | {ratios} |", flush=True)
+        if args.hold:
+            pids = {side: app.daphne_pids for side, app in sides.items()}
+            print(f"holding: { ({s: a.site.http_url for s, a in sides.items()}) } pids {pids}; token {data['token']}")
+            signal.signal(signal.SIGTERM, signal.default_int_handler)  # so `kill` cleans up too
+            with contextlib.suppress(KeyboardInterrupt):
+                time.sleep(args.hold)
     finally:
         for app in apps:
             app.stop()
@@ -176,6 +188,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=5, help="hey's duration per cell")
     parser.add_argument("--concurrency", type=int, default=10)
     parser.add_argument("--sample-ratio", type=float, default=1.0, help="TRACING_SAMPLE_RATIO of the traced side")
+    parser.add_argument("--parts", action="store_true", help="web: also metrics alone and tracing alone")
+    parser.add_argument("--hold", type=int, default=0, help="web: keep the apps up this many seconds after")
     parser.add_argument("--skip", nargs="*", default=[], choices=["web", "transcription"])
     args = parser.parse_args()
     # Two Django setups (different settings) cannot share one process: each part runs in its own.
