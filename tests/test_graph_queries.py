@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+from django.core.cache import cache as django_cache
 from django.core.files.base import ContentFile
 from neomodel import db
 
@@ -169,6 +170,11 @@ def test_reads_are_cached_until_the_users_graph_changes(library, alice, bob, mon
     again = queries.search(owner(alice), "budget")
     assert calls and again != first
     assert "No <mark>budget</mark> left." in {str(s["highlighted"]) for s in again["segments"]}
+
+    # The version key evicted (the cache is LRU): the answers stored under the old one are not served.
+    django_cache.delete(f"graph:version:{owner(alice)}")
+    calls.clear()
+    assert queries.search(owner(alice), "budget") == again and calls
 
 
 # Each read must start from an index: a label scan would read every user's nodes.
