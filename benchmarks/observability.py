@@ -103,23 +103,6 @@ def web(args) -> None:
             services.stop(process)
 
 
-def start_worker(name: str, env: dict, log: Path) -> subprocess.Popen:
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "assistant_site", "worker", "--concurrency=1", "--loglevel=INFO"]
-        + ["--without-gossip", "--without-mingle", "--without-heartbeat", "--hostname", f"{name}@%h"],
-        cwd=ROOT,
-        env=dict(os.environ, **env),
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 180
-    while "ready." not in log.read_text():
-        if time.monotonic() > deadline or worker.poll() is not None:
-            raise RuntimeError(f"worker {name} did not start:\n{log.read_text()[-2000:]}")
-        time.sleep(0.2)
-    return worker
-
-
 def transcription(args) -> None:
     from benchmarks import transcription as bench
     from benchmarks.speech import reference
@@ -146,7 +129,7 @@ def transcription(args) -> None:
             "off": OFF,
         }
         for side, env in sides.items():
-            workers[side] = start_worker(f"obs-{side}", env, bench.BENCH_VAR / f"worker-{side}.log")
+            workers[side] = bench.start_worker(f"obs-{side}", env, bench.BENCH_VAR / f"worker-{side}.log")
 
         def only(side: str) -> None:
             """`side`'s worker alone consumes the transcription queue."""

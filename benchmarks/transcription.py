@@ -226,33 +226,7 @@ def part2(audio: Path, duration: float, args) -> None:
             check=True,
             stdout=subprocess.DEVNULL,
         )
-        log = BENCH_VAR / "worker.log"
-        worker = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "assistant_site",
-                "worker",
-                "--concurrency=1",
-                "--loglevel=INFO",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-                "--hostname",
-                "bench@%h",
-            ],
-            cwd=ROOT,
-            env=os.environ,
-            stdout=log.open("w"),
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 120
-        while "ready." not in log.read_text():
-            if time.monotonic() > deadline or worker.poll() is not None:
-                raise RuntimeError(f"worker did not start:\n{log.read_text()[-2000:]}")
-            time.sleep(0.2)
+        worker = start_worker("bench", {}, BENCH_VAR / "worker.log")
         app_path_once(audio)  # warm-up, like the direct side's: first connections, first inference
         # Alternating, so a slow spell of this shared machine hits both sides alike.
         app_times, direct_times = [], []
@@ -294,6 +268,24 @@ def part2(audio: Path, duration: float, args) -> None:
         f"ratio direct/app = {raw / app:.3f} from the medians; per round: median {statistics.median(paired):.3f}, "
         f"range {paired[0]:.3f}-{paired[-1]:.3f} (target >= 0.95)"
     )
+
+
+def start_worker(name: str, env: dict, log: Path) -> subprocess.Popen:
+    """A Celery worker of one process (`name@host`) with `env` added, once it is ready."""
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "assistant_site", "worker", "--concurrency=1", "--loglevel=INFO"]
+        + ["--without-gossip", "--without-mingle", "--without-heartbeat", "--hostname", f"{name}@%h"],
+        cwd=ROOT,
+        env=dict(os.environ, **env),
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 180
+    while "ready." not in log.read_text():
+        if time.monotonic() > deadline or worker.poll() is not None:
+            raise RuntimeError(f"worker {name} did not start:\n{log.read_text()[-2000:]}")
+        time.sleep(0.2)
+    return worker
 
 
 def app_path_once(audio: Path) -> dict:

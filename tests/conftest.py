@@ -11,7 +11,6 @@ others (the fast tier, `make test-fast` = `pytest -m "not services"`) run with n
 """
 
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -150,9 +149,7 @@ def celery_worker_process(real_services, django_db_setup, django_db_blocker, tmp
     log = tmp_path_factory.mktemp("worker") / "worker.log"
     env = services.test_process_env(settings.DATABASES["default"]) | services.TRACED
     # Its pool's metrics, served by its parent on a free port (tests/test_metrics.py reads them).
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        metrics_port = sock.getsockname()[1]
+    metrics_port = services.free_port()
     env["CELERY_METRICS_PORT"] = str(metrics_port)
     env["PROMETHEUS_MULTIPROC_DIR"] = str(tmp_path_factory.mktemp("worker-metrics"))
     process = subprocess.Popen(
@@ -197,30 +194,10 @@ def llm_server(tmp_path_factory):
 @pytest.fixture(scope="session")
 def daphne_server(django_db_setup, celery_worker_process, tmp_path_factory):
     """The app served by Daphne (HTTP + WebSocket) on a free loopback port, with the worker running."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
     log = tmp_path_factory.mktemp("daphne") / "daphne.log"
     env = services.test_process_env(settings.DATABASES["default"]) | services.TRACED
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "daphne",
-            "--proxy-headers",
-            "-b",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "assistant_site.asgi:application",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-    )
-    services.wait_until_listening("127.0.0.1", port, process, 60, log)
-    yield f"http://127.0.0.1:{port}"
+    process, url = services.start_daphne(env, log, proxy_headers=True)
+    yield url
     services.stop(process)
 
 

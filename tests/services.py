@@ -39,6 +39,28 @@ def wait_until_listening(
     raise RuntimeError(f"{process.args[0]} did not listen on {host}:{port} within {timeout}s; see {log}")
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_daphne(env: dict, log: Path, *, proxy_headers: bool = False) -> tuple[subprocess.Popen, str]:
+    """The app served by Daphne (HTTP + WebSocket) on a free loopback port with `env`: the process and
+    its base URL, once it listens."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "daphne", *(["--proxy-headers"] if proxy_headers else [])]
+        + ["-b", "127.0.0.1", "-p", str(port), "assistant_site.asgi:application"],
+        cwd=ROOT,
+        env=env,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+    )
+    wait_until_listening("127.0.0.1", port, process, 60, log)
+    return process, f"http://127.0.0.1:{port}"
+
+
 def start_postgres(databases: dict, port: int, data_dir: Path) -> LocalPostgres | None:
     """The suite's PostgreSQL, when the default database is on the bundled server's test port (not with
     SQLite, nor a server of your own): initdb'd once, started with no fsync (its data is thrown away),

@@ -8,7 +8,6 @@ test database; each writes through the app's own functions.
 import io
 import json
 import random
-import socket
 import subprocess
 import sys
 import threading
@@ -205,34 +204,19 @@ def test_processes_writing_at_once_never_fail_on_locking(transactional_db, tmp_p
     redis.Redis.from_url(quiet_redis_url()).flushdb()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.mark.services  # Redis: the channel layer the waiting request listens on
 def test_a_request_waiting_for_its_transcription_holds_no_database_connection(transactional_db, speech, tmp_path):
     """An OpenAI-style request waits for the worker as long as the job runs. With a pool of one
     connection, it must not keep that one from everybody else meanwhile."""
     alice = make_user("alice")
     key = ApiToken.issue(alice, "waiting")[1]
-    port = free_port()
     env = services.test_process_env()
     # No worker listens on this Redis database: the job stays queued and the request keeps waiting.
     env["REDIS_URL"] = quiet_redis_url()
     env["DATABASE_POOL_SIZE"] = "1"
     log = tmp_path / "daphne.log"
-    daphne = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "assistant_site.asgi:application"],
-        cwd=ROOT,
-        env=env,
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-    )
+    daphne, base = services.start_daphne(env, log)
     try:
-        services.wait_until_listening("127.0.0.1", port, daphne, 60, log)
-        base = f"http://127.0.0.1:{port}"
         client = openai.OpenAI(base_url=f"{base}/v1", api_key=key, max_retries=0, timeout=8)
         outcome = []
 

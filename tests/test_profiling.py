@@ -6,7 +6,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -80,20 +79,9 @@ class Browser:
 @pytest.fixture
 def silk_daphne(tmp_path):
     """Daphne with SILK_ENABLED on, every request sampled, on the test database."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    log = tmp_path / "daphne.log"
     env = services.test_process_env() | {"SILK_ENABLED": "true", "SILK_SAMPLE_PERCENT": "100"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "assistant_site.asgi:application"],
-        cwd=ROOT,
-        env=env,
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-    )
-    services.wait_until_listening("127.0.0.1", port, process, 60, log)
-    yield f"http://127.0.0.1:{port}"
+    process, url = services.start_daphne(env, tmp_path / "daphne.log")
+    yield url
     services.stop(process)
 
 
